@@ -1,0 +1,74 @@
+// Read-only view of a `.safetensors` file through mmap.
+//
+// Format: 8-byte little-endian header length N, N bytes of JSON
+// {name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__": {...}},
+// then the data section; offsets are relative to the data section. open()
+// validates everything before any tensor is handed out: header length within
+// the file, JSON well-formed, dtype supported (BF16/F16/F32), product(shape)
+// x dtype size == end - begin, ranges inside the data section, no two
+// tensors overlapping. Each failure names the tensor or field.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/status.h"
+
+namespace loraserve {
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;  // inside the mapping; valid while the file is open
+  size_t nbytes = 0;
+
+  int64_t numel() const;
+};
+
+class SafetensorsFile {
+ public:
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  // DATA_LOSS for a corrupt/truncated file, NOT_FOUND when missing,
+  // INVALID_ARGUMENT for an unsupported dtype.
+  static StatusOr<std::unique_ptr<SafetensorsFile>> open(const std::string& path);
+  // Same validation over bytes already in memory (uploads); the bytes are copied.
+  static StatusOr<std::unique_ptr<SafetensorsFile>> from_bytes(std::string bytes,
+                                                               const std::string& label);
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* find(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  SafetensorsFile() = default;
+  Status parse(const uint8_t* base, size_t size);
+
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  std::string owned_bytes_;
+  std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes tensors to a safetensors file (sorted by name, 8-byte aligned header
+// as the reference implementation does). Used by `loraserve synth` and tests.
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  std::string bytes;  // exactly numel * dtype_size bytes
+};
+Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                         const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace loraserve

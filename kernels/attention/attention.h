@@ -1,0 +1,45 @@
+// Causal attention with grouped-query heads over a paged KV cache.
+//
+// One op serves prefill, decode and chunked prefill alike: the batch is a
+// flat list of tokens, each tagged with its sequence and position; a token
+// at position p attends to positions 0..p of its own sequence, all of which
+// must already be in the cache (kv_append_ref for the batch runs first).
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+#include "kernels/attention/paged_kv.h"
+
+namespace loraserve::kernels {
+
+struct KvAppendParams {
+  const float* k = nullptr;            // [num_tokens, kv_dim]
+  const float* v = nullptr;            // [num_tokens, kv_dim]
+  const int32_t* token_seq = nullptr;  // [num_tokens] sequence index in the view
+  const int32_t* positions = nullptr;  // [num_tokens]
+  int64_t num_tokens = 0;
+  PagedKvView kv;
+};
+
+// Writes each token's K/V row at its position. OUT_OF_RANGE when a position
+// is beyond the pages the sequence owns.
+Status kv_append_ref(const KvAppendParams& p);
+
+struct AttentionParams {
+  const float* q = nullptr;            // [num_tokens, num_q_heads * head_dim] (rope applied)
+  float* out = nullptr;                // [num_tokens, num_q_heads * head_dim]
+  const int32_t* token_seq = nullptr;  // [num_tokens]
+  const int32_t* positions = nullptr;  // [num_tokens]
+  int64_t num_tokens = 0;
+  int64_t num_q_heads = 0;
+  int64_t num_kv_heads = 0;  // divides num_q_heads; q head h reads kv head h / (nq / nkv)
+  int64_t head_dim = 0;
+  float scale = 0.0f;        // softmax scale, normally 1/sqrt(head_dim)
+  PagedKvView kv;
+};
+
+// out = softmax(q K^T * scale over positions 0..p) V, per token and head, in fp32.
+Status attention_ref(const AttentionParams& p);
+
+}  // namespace loraserve::kernels

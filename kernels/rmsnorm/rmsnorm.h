@@ -1,0 +1,35 @@
+// RMSNorm as in Hugging Face Llama: y = x / sqrt(mean(x^2) + eps) * weight,
+// computed in fp32. The fused variant first adds a delta into the residual
+// stream, which is how every transformer block uses it.
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace loraserve::kernels {
+
+struct RmsNormParams {
+  const float* x = nullptr;       // [num_tokens, hidden]
+  const float* weight = nullptr;  // [hidden]
+  float* out = nullptr;           // [num_tokens, hidden]; may alias x
+  int64_t num_tokens = 0;
+  int64_t hidden = 0;
+  float eps = 1e-5f;
+};
+
+Status rmsnorm_ref(const RmsNormParams& p);
+
+struct AddRmsNormParams {
+  float* residual = nullptr;      // [num_tokens, hidden]; residual += delta, in place
+  const float* delta = nullptr;   // [num_tokens, hidden]
+  const float* weight = nullptr;  // [hidden]
+  float* out = nullptr;           // [num_tokens, hidden] = rmsnorm(residual after the add)
+  int64_t num_tokens = 0;
+  int64_t hidden = 0;
+  float eps = 1e-5f;
+};
+
+Status add_rmsnorm_ref(const AddRmsNormParams& p);
+
+}  // namespace loraserve::kernels

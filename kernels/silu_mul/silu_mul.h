@@ -1,0 +1,20 @@
+// SwiGLU activation of the Llama MLP: out = silu(gate) * up.
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace loraserve::kernels {
+
+struct SiluMulParams {
+  const float* gate = nullptr;  // [num_tokens, inter]
+  const float* up = nullptr;    // [num_tokens, inter]
+  float* out = nullptr;         // [num_tokens, inter]; may alias gate or up
+  int64_t num_tokens = 0;
+  int64_t inter = 0;
+};
+
+Status silu_mul_ref(const SiluMulParams& p);
+
+}  // namespace loraserve::kernels
