@@ -33,3 +33,12 @@ struct AddRmsNormParams {
 Status add_rmsnorm_ref(const AddRmsNormParams& p);
 
 }  // namespace loraserve::kernels
+
+#ifdef LORASERVE_WITH_CUDA
+#include <cuda_runtime.h>
+namespace loraserve::kernels {
+// Device pointers; asynchronous on `stream`.
+Status launch_rmsnorm(const RmsNormParams& p, cudaStream_t stream);
+Status launch_add_rmsnorm(const AddRmsNormParams& p, cudaStream_t stream);
+}  // namespace loraserve::kernels
+#endif

@@ -18,3 +18,11 @@ struct SiluMulParams {
 Status silu_mul_ref(const SiluMulParams& p);
 
 }  // namespace loraserve::kernels
+
+#ifdef LORASERVE_WITH_CUDA
+#include <cuda_runtime.h>
+namespace loraserve::kernels {
+// Device pointers; asynchronous on `stream`.
+Status launch_silu_mul(const SiluMulParams& p, cudaStream_t stream);
+}  // namespace loraserve::kernels
+#endif

@@ -1,0 +1,140 @@
+// Backend: the contract between the engine's forward pass and the hardware.
+//
+// The forward pass (engine/llama_forward.cc) is written once against this
+// interface; `cpu` (fp32, the reference and the no-GPU default) and `cuda`
+// implement it. A step follows the plan/run split of FlashInfer: the engine
+// builds a StepPlan on the host, begin_step() hands it to the backend once
+// (the cuda backend uploads it), and every op of every layer reads it.
+//
+// Threading: a backend is driven by one thread (the engine's step loop).
+// Errors: every method returns Status; nothing aborts or throws.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/status.h"
+#include "kernels/sampling/sampling.h"
+
+namespace loraserve {
+
+struct TensorInfo;
+
+// A row-major 2-D view of backend memory; the backend decides the dtype of
+// weights and activations (cpu: f32; cuda: bf16/f16).
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  // The first `n` rows (activation buffers are sized for the largest step).
+  Tensor first_rows(int64_t n) const { return Tensor{data, dtype, n, cols}; }
+  size_t nbytes() const { return static_cast<size_t>(rows * cols) * dtype_size(dtype); }
+};
+
+// What a backend needs to know about the model once, at start-up.
+struct BackendModelInfo {
+  int64_t hidden = 0;
+  int64_t num_q_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t num_layers = 0;
+  int64_t vocab = 0;
+  std::vector<float> rope_inv_freq;  // [head_dim / 2]
+};
+
+// Geometry of the unified page pool: `num_pages` pages of `page_bytes`.
+// A KV page of one layer holds `kv_page_tokens` tokens: K rows then V rows.
+struct PoolGeometry {
+  int32_t num_pages = 0;
+  int64_t page_bytes = 0;
+  int32_t kv_page_tokens = 0;
+};
+
+// One segment of token rows that share an adapter, with that adapter's
+// weights for one (layer, module) in backend memory.
+struct LoraSegmentRef {
+  int32_t begin = 0;
+  int32_t end = 0;
+  int32_t rank = 0;
+  float scale = 0.0f;
+  const void* a = nullptr;   // [rank, in_dim]
+  const void* bt = nullptr;  // [rank, out_dim]
+};
+
+// Everything about one forward step that every layer shares. Built on the
+// host by the engine; tokens of one sequence are contiguous and sequences
+// that share an adapter are adjacent (so LoRA segments are contiguous).
+struct StepPlan {
+  std::vector<int32_t> token_ids;   // [T]
+  std::vector<int32_t> positions;   // [T]
+  std::vector<int32_t> token_seq;   // [T] index into this step's sequences
+  int32_t num_seqs = 0;
+  std::vector<int32_t> kv_block_indptr;  // [num_seqs + 1]
+  std::vector<int32_t> kv_page_ids;      // [blocks * num_layers]
+  std::vector<int32_t> sample_rows;      // token rows whose next token is drawn
+  std::vector<kernels::SamplingConfig> sampling;  // [sample_rows.size()]
+  std::vector<uint64_t> sample_steps;             // [sample_rows.size()]
+};
+
+struct SampleResult {
+  std::vector<int32_t> tokens;   // [rows]
+  std::vector<float> logprobs;   // [rows]
+  std::vector<float> logits;     // [rows, vocab] when requested, else empty
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Activation dtype of this backend (f32 on cpu).
+  virtual DType activation_dtype() const = 0;
+
+  // --- start-up (not on the serving path) ---
+  virtual Status init(const BackendModelInfo& info, const PoolGeometry& pool) = 0;
+  // Converts a checkpoint tensor into backend memory (cpu: f32 copy).
+  virtual StatusOr<Tensor> upload_weight(const TensorInfo& t) = 0;
+  // Copies host f32 data into backend memory in the backend's weight dtype.
+  virtual StatusOr<Tensor> upload_f32(const float* data, int64_t rows, int64_t cols) = 0;
+  // Frees memory from upload_*/allocate_activation; unknown pointers are ignored.
+  virtual void release(const Tensor& t) = 0;
+  // An uninitialised activation buffer of the backend's activation dtype.
+  virtual StatusOr<Tensor> allocate_activation(int64_t rows, int64_t cols) = 0;
+
+  // --- one step ---
+  virtual Status begin_step(const StepPlan& plan) = 0;
+  // out[t] = table[token_ids[t]]
+  virtual Status embedding(const Tensor& table, Tensor out) = 0;
+  virtual Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) = 0;
+  // residual += delta; out = rmsnorm(residual)
+  virtual Status add_rmsnorm(Tensor residual, const Tensor& delta, const Tensor& weight,
+                             float eps, Tensor out) = 0;
+  // y = x W^T (W is [out, in], nn.Linear layout)
+  virtual Status linear(const Tensor& x, const Tensor& w, Tensor y) = 0;
+  // y[rows of each segment] += scale * (x A^T) Bt; `scratch` holds >= max rank columns.
+  virtual Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
+                      Tensor scratch) = 0;
+  // Rotary embedding of q [T, nq*hd] and k [T, nkv*hd] at the plan's positions.
+  virtual Status rope(Tensor q, Tensor k) = 0;
+  // Writes this step's K/V rows of `layer` into the pool pages of the plan.
+  virtual Status kv_append(int32_t layer, const Tensor& k, const Tensor& v) = 0;
+  // Causal GQA attention of q over the cached K/V of `layer`.
+  virtual Status attention(int32_t layer, const Tensor& q, Tensor out) = 0;
+  virtual Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
+  // out[i] = x[plan.sample_rows[i]]
+  virtual Status gather_sample_rows(const Tensor& x, Tensor out) = 0;
+  // Samples one token per row of `logits` with the plan's configs; copies
+  // the logits to the host too when `want_logits`.
+  virtual Status sample(const Tensor& logits, bool want_logits, SampleResult* out) = 0;
+};
+
+// "cpu" always; "cuda" when built with CUDA and a device is present; "auto"
+// picks cuda when available, else cpu.
+StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name);
+std::unique_ptr<Backend> create_cpu_backend();
+
+}  // namespace loraserve

@@ -1,0 +1,327 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <string>
+#include <unordered_set>
+
+#include "engine/step_plan.h"
+
+namespace loraserve {
+
+namespace {
+std::string seq_name(int64_t id) { return "sequence " + std::to_string(id); }
+}  // namespace
+
+StatusOr<std::unique_ptr<Engine>> Engine::create(const ModelWeights& weights,
+                                                 std::unique_ptr<Backend> backend,
+                                                 const EngineOptions& options) {
+  if (!backend) return invalid_argument("engine: no backend");
+  if (options.kv_page_tokens <= 0 || options.max_batch_tokens <= 0 ||
+      options.max_batch_seqs <= 0 || options.max_lora_rank <= 0) {
+    return invalid_argument("engine: page tokens, batch limits and max rank must be positive");
+  }
+  std::unique_ptr<Engine> e(new Engine());
+  e->config_ = weights.config();
+  e->options_ = options;
+  e->backend_ = std::move(backend);
+  const ModelConfig& c = e->config_;
+
+  // Page geometry: one page holds the K and V rows of `kv_page_tokens`
+  // tokens of one layer (the unified-paging issue revisits this when
+  // adapter weights move into the same pool).
+  PoolGeometry geom;
+  geom.kv_page_tokens = options.kv_page_tokens;
+  geom.page_bytes = 2ll * options.kv_page_tokens * c.kv_dim() *
+                    static_cast<int64_t>(dtype_size(e->backend_->activation_dtype()));
+  const int64_t pages = options.pool_bytes / geom.page_bytes;
+  if (pages < c.num_hidden_layers) {
+    return invalid_argument("engine: pool of " + std::to_string(options.pool_bytes) +
+                            " bytes holds fewer pages than one KV block needs (" +
+                            std::to_string(c.num_hidden_layers) + " pages of " +
+                            std::to_string(geom.page_bytes) + " bytes)");
+  }
+  geom.num_pages = static_cast<int32_t>(std::min<int64_t>(pages, INT32_MAX));
+
+  BackendModelInfo info;
+  info.hidden = c.hidden_size;
+  info.num_q_heads = c.num_attention_heads;
+  info.num_kv_heads = c.num_key_value_heads;
+  info.head_dim = c.head_dim;
+  info.num_layers = c.num_hidden_layers;
+  info.vocab = c.vocab_size;
+  info.rope_inv_freq = kernels::rope_inv_freq(c.head_dim, c.rope_theta,
+                                              c.rope_scaling ? &*c.rope_scaling : nullptr);
+  LS_RETURN_IF_ERROR(e->backend_->init(info, geom));
+  e->pool_ = std::make_unique<PagePool>(geom.num_pages);
+  e->kv_ = std::make_unique<KvPageTable>(e->pool_.get(), geom.kv_page_tokens,
+                                         static_cast<int32_t>(c.num_hidden_layers));
+  LS_RETURN_IF_ERROR(e->upload_model(weights));
+  LS_RETURN_IF_ERROR(e->allocate_activations());
+  return e;
+}
+
+Engine::~Engine() {
+  if (!backend_) return;
+  for (const Tensor& t : owned_) backend_->release(t);
+  for (AdapterSlot& s : adapters_) {
+    for (auto& per_layer : s.a) for (const Tensor& t : per_layer) backend_->release(t);
+    for (auto& per_layer : s.bt) for (const Tensor& t : per_layer) backend_->release(t);
+  }
+}
+
+Status Engine::upload_model(const ModelWeights& weights) {
+  auto up = [&](const TensorInfo* t, Tensor* out) -> Status {
+    LS_ASSIGN_OR_RETURN(*out, backend_->upload_weight(*t));
+    owned_.push_back(*out);
+    return ok_status();
+  };
+  LS_RETURN_IF_ERROR(up(weights.embed_tokens(), &embed_));
+  LS_RETURN_IF_ERROR(up(weights.final_norm(), &final_norm_));
+  if (weights.lm_head() == weights.embed_tokens()) {
+    lm_head_ = embed_;
+  } else {
+    LS_RETURN_IF_ERROR(up(weights.lm_head(), &lm_head_));
+  }
+  for (const LayerTensors& l : weights.layers()) {
+    LayerWeights w;
+    LS_RETURN_IF_ERROR(up(l.input_layernorm, &w.input_norm));
+    LS_RETURN_IF_ERROR(up(l.q_proj, &w.q));
+    LS_RETURN_IF_ERROR(up(l.k_proj, &w.k));
+    LS_RETURN_IF_ERROR(up(l.v_proj, &w.v));
+    LS_RETURN_IF_ERROR(up(l.o_proj, &w.o));
+    LS_RETURN_IF_ERROR(up(l.post_attention_layernorm, &w.post_norm));
+    LS_RETURN_IF_ERROR(up(l.gate_proj, &w.gate));
+    LS_RETURN_IF_ERROR(up(l.up_proj, &w.up));
+    LS_RETURN_IF_ERROR(up(l.down_proj, &w.down));
+    layers_.push_back(w);
+  }
+  return ok_status();
+}
+
+Status Engine::allocate_activations() {
+  const ModelConfig& c = config_;
+  const int64_t t = options_.max_batch_tokens;
+  const int64_t s = options_.max_batch_seqs;
+  auto alloc = [&](int64_t rows, int64_t cols, Tensor* out) -> Status {
+    LS_ASSIGN_OR_RETURN(*out, backend_->allocate_activation(rows, cols));
+    owned_.push_back(*out);
+    return ok_status();
+  };
+  LS_RETURN_IF_ERROR(alloc(t, c.hidden_size, &act_.residual));
+  LS_RETURN_IF_ERROR(alloc(t, c.hidden_size, &act_.x));
+  LS_RETURN_IF_ERROR(alloc(t, c.q_dim(), &act_.q));
+  LS_RETURN_IF_ERROR(alloc(t, c.kv_dim(), &act_.k));
+  LS_RETURN_IF_ERROR(alloc(t, c.kv_dim(), &act_.v));
+  LS_RETURN_IF_ERROR(alloc(t, c.q_dim(), &act_.attn));
+  LS_RETURN_IF_ERROR(alloc(t, c.hidden_size, &act_.o));
+  LS_RETURN_IF_ERROR(alloc(t, c.intermediate_size, &act_.gate));
+  LS_RETURN_IF_ERROR(alloc(t, c.intermediate_size, &act_.up));
+  LS_RETURN_IF_ERROR(alloc(t, c.intermediate_size, &act_.act));
+  LS_RETURN_IF_ERROR(alloc(t, c.hidden_size, &act_.mlp_out));
+  LS_RETURN_IF_ERROR(alloc(t, options_.max_lora_rank, &act_.lora_scratch));
+  LS_RETURN_IF_ERROR(alloc(s, c.hidden_size, &act_.sample_x));
+  LS_RETURN_IF_ERROR(alloc(s, c.vocab_size, &act_.logits));
+  return ok_status();
+}
+
+StatusOr<int32_t> Engine::add_adapter(const LoraAdapter& adapter) {
+  if (adapter.num_layers() != config_.num_hidden_layers) {
+    return failed_precondition("adapter has " + std::to_string(adapter.num_layers()) +
+                               " layers, the model " +
+                               std::to_string(config_.num_hidden_layers));
+  }
+  if (adapter.max_rank() > options_.max_lora_rank) {
+    return invalid_argument("adapter rank " + std::to_string(adapter.max_rank()) +
+                            " exceeds the engine's max_lora_rank " +
+                            std::to_string(options_.max_lora_rank));
+  }
+  AdapterSlot slot;
+  slot.used = true;
+  const int64_t layers = config_.num_hidden_layers;
+  slot.a.resize(layers);
+  slot.bt.resize(layers);
+  slot.rank.resize(layers);
+  slot.scale.resize(layers);
+  auto release_partial = [&]() {
+    for (auto& l : slot.a) for (const Tensor& t : l) backend_->release(t);
+    for (auto& l : slot.bt) for (const Tensor& t : l) backend_->release(t);
+  };
+  for (int64_t l = 0; l < layers; ++l) {
+    for (int m = 0; m < kNumLoraModules; ++m) {
+      const LoraModule mod = static_cast<LoraModule>(m);
+      const LoraWeights& w = adapter.weights(l, mod);
+      slot.rank[l][m] = w.rank;
+      slot.scale[l][m] = w.scale;
+      if (w.rank == 0) continue;
+      auto a = backend_->upload_f32(w.a.data(), w.rank, lora_module_in_dim(config_, mod));
+      auto bt = a.ok() ? backend_->upload_f32(w.bt.data(), w.rank, lora_module_out_dim(config_, mod))
+                       : StatusOr<Tensor>(a.status());
+      if (a.ok()) slot.a[l][m] = *a;
+      if (!bt.ok()) {
+        release_partial();
+        return bt.status().with_context("uploading adapter");
+      }
+      slot.bt[l][m] = *bt;
+    }
+  }
+  for (size_t i = 0; i < adapters_.size(); ++i) {
+    if (!adapters_[i].used) {
+      adapters_[i] = std::move(slot);
+      return static_cast<int32_t>(i);
+    }
+  }
+  adapters_.push_back(std::move(slot));
+  return static_cast<int32_t>(adapters_.size() - 1);
+}
+
+Status Engine::remove_adapter(int32_t slot) {
+  if (slot < 0 || slot >= static_cast<int32_t>(adapters_.size()) || !adapters_[slot].used) {
+    return not_found("no adapter in slot " + std::to_string(slot));
+  }
+  AdapterSlot& s = adapters_[slot];
+  if (s.users > 0) {
+    return failed_precondition("adapter slot " + std::to_string(slot) + " is used by " +
+                               std::to_string(s.users) + " sequence(s)");
+  }
+  for (auto& l : s.a) for (const Tensor& t : l) backend_->release(t);
+  for (auto& l : s.bt) for (const Tensor& t : l) backend_->release(t);
+  s = AdapterSlot();
+  return ok_status();
+}
+
+Status Engine::start_sequence(int64_t seq_id, int32_t adapter_slot) {
+  if (seqs_.count(seq_id)) return invalid_argument(seq_name(seq_id) + " already exists");
+  if (adapter_slot >= 0) {
+    if (adapter_slot >= static_cast<int32_t>(adapters_.size()) || !adapters_[adapter_slot].used) {
+      return not_found("no adapter in slot " + std::to_string(adapter_slot));
+    }
+    adapters_[adapter_slot].users += 1;
+  } else if (adapter_slot != -1) {
+    return invalid_argument("adapter slot must be >= 0, or -1 for none");
+  }
+  seqs_[seq_id] = Sequence{adapter_slot, 0};
+  return ok_status();
+}
+
+void Engine::end_sequence(int64_t seq_id) {
+  auto it = seqs_.find(seq_id);
+  if (it == seqs_.end()) return;
+  if (it->second.adapter_slot >= 0) adapters_[it->second.adapter_slot].users -= 1;
+  kv_->release(seq_id);
+  seqs_.erase(it);
+}
+
+int64_t Engine::sequence_length(int64_t seq_id) const {
+  auto it = seqs_.find(seq_id);
+  return it == seqs_.end() ? -1 : it->second.length;
+}
+
+Status Engine::validate_batch(const std::vector<SequenceStep>& batch) const {
+  if (batch.empty()) return invalid_argument("empty batch");
+  int64_t tokens = 0;
+  int64_t samples = 0;
+  std::unordered_set<int64_t> seen;
+  for (const SequenceStep& s : batch) {
+    auto it = seqs_.find(s.seq_id);
+    if (it == seqs_.end()) return not_found(seq_name(s.seq_id) + " was not started");
+    if (!seen.insert(s.seq_id).second) {
+      return invalid_argument(seq_name(s.seq_id) + " appears twice in one step");
+    }
+    if (s.tokens.empty()) return invalid_argument(seq_name(s.seq_id) + " has no new tokens");
+    for (int32_t id : s.tokens) {
+      if (id < 0 || id >= config_.vocab_size) {
+        return invalid_argument("token id " + std::to_string(id) + " outside the vocabulary [0, " +
+                                std::to_string(config_.vocab_size) + ")");
+      }
+    }
+    if (it->second.length + static_cast<int64_t>(s.tokens.size()) >
+        config_.max_position_embeddings) {
+      return out_of_range(seq_name(s.seq_id) + " would exceed the context of " +
+                          std::to_string(config_.max_position_embeddings) + " tokens");
+    }
+    tokens += static_cast<int64_t>(s.tokens.size());
+    samples += s.sample ? 1 : 0;
+  }
+  if (tokens > options_.max_batch_tokens) {
+    return invalid_argument("step has " + std::to_string(tokens) + " tokens, more than max " +
+                            std::to_string(options_.max_batch_tokens));
+  }
+  if (samples > options_.max_batch_seqs) {
+    return invalid_argument("step samples " + std::to_string(samples) +
+                            " sequences, more than max " + std::to_string(options_.max_batch_seqs));
+  }
+  return ok_status();
+}
+
+void Engine::lora_segments(const std::vector<AdapterRun>& runs, int64_t layer, LoraModule m,
+                           std::vector<LoraSegmentRef>* out) const {
+  out->clear();
+  const int mi = static_cast<int>(m);
+  for (const AdapterRun& r : runs) {
+    const AdapterSlot& s = adapters_[r.slot];
+    const int32_t rank = s.rank[layer][mi];
+    if (rank == 0) continue;
+    LoraSegmentRef seg;
+    seg.begin = r.begin;
+    seg.end = r.end;
+    seg.rank = rank;
+    seg.scale = s.scale[layer][mi];
+    seg.a = s.a[layer][mi].data;
+    seg.bt = s.bt[layer][mi].data;
+    out->push_back(seg);
+  }
+}
+
+Status Engine::step(const std::vector<SequenceStep>& batch, std::vector<SequenceResult>* results) {
+  LS_RETURN_IF_ERROR(validate_batch(batch));
+  std::vector<PlanEntry> entries;
+  entries.reserve(batch.size());
+  bool want_logits = false;
+  for (const SequenceStep& s : batch) {
+    const Sequence& seq = seqs_.at(s.seq_id);
+    PlanEntry e;
+    e.seq_id = s.seq_id;
+    e.adapter_slot = seq.adapter_slot;
+    e.start_pos = seq.length;
+    e.tokens = &s.tokens;
+    e.sample = s.sample;
+    e.sampling = s.sampling;
+    e.step = s.step;
+    entries.push_back(e);
+    want_logits = want_logits || (s.sample && s.want_logits);
+  }
+  BuiltPlan built = build_step_plan(entries);
+  for (const SequenceStep& s : batch) {
+    const int64_t need = seqs_.at(s.seq_id).length + static_cast<int64_t>(s.tokens.size());
+    LS_RETURN_IF_ERROR(kv_->ensure_capacity(s.seq_id, need));
+  }
+  LS_RETURN_IF_ERROR(
+      kv_->build_view(built.seq_ids, &built.plan.kv_block_indptr, &built.plan.kv_page_ids));
+
+  LS_RETURN_IF_ERROR(backend_->begin_step(built.plan));
+  SampleResult sampled;
+  LS_RETURN_IF_ERROR(forward(built.adapter_runs, static_cast<int64_t>(built.plan.token_ids.size()),
+                             static_cast<int64_t>(built.plan.sample_rows.size()), want_logits,
+                             &sampled));
+
+  results->assign(batch.size(), SequenceResult{});
+  for (size_t i = 0; i < batch.size(); ++i) {
+    (*results)[i].seq_id = batch[i].seq_id;
+    seqs_.at(batch[i].seq_id).length += static_cast<int64_t>(batch[i].tokens.size());
+  }
+  const int64_t vocab = config_.vocab_size;
+  for (size_t r = 0; r < built.sample_entry.size(); ++r) {
+    const int32_t idx = built.sample_entry[r];
+    SequenceResult& res = (*results)[idx];
+    res.sampled = true;
+    res.token = sampled.tokens[r];
+    res.logprob = sampled.logprobs[r];
+    if (batch[idx].want_logits && !sampled.logits.empty()) {
+      res.logits.assign(sampled.logits.begin() + static_cast<int64_t>(r) * vocab,
+                        sampled.logits.begin() + static_cast<int64_t>(r + 1) * vocab);
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace loraserve

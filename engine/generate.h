@@ -1,0 +1,39 @@
+// Runs a set of generation requests to completion on one Engine, stepping
+// them together: each step carries every active request's prefill chunk or
+// decode token, so prefill and decode, and many adapters, share a batch.
+// This is the offline path (`loraserve generate`, tests); the serving path
+// gets the same from the scheduler.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/engine.h"
+
+namespace loraserve {
+
+struct GenerationRequest {
+  int32_t adapter_slot = -1;
+  std::vector<int32_t> prompt;
+  int32_t max_new_tokens = 16;
+  kernels::SamplingConfig sampling;
+  std::vector<int32_t> stop_token_ids;  // generation ends after emitting one of these
+  bool want_logits = false;             // keep the logits each token was drawn from
+  int32_t join_step = 0;                // first step the request takes part in
+  int32_t prefill_chunk = 0;            // prompt tokens per step; 0 = whole prompt at once
+};
+
+enum class FinishReason { kLength, kStop };
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  std::vector<std::vector<float>> logits;  // [tokens][vocab] when want_logits
+  FinishReason finish = FinishReason::kLength;
+};
+
+Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
+                std::vector<GenerationResult>* results);
+
+}  // namespace loraserve

@@ -1,0 +1,132 @@
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "engine/lora_adapter.h"
+#include "engine/model_weights.h"
+#include "server/commands.h"
+
+namespace loraserve::cli {
+
+namespace {
+
+struct GenerateFlags {
+  std::string model;
+  std::string adapter;
+  std::vector<int32_t> prompt_ids;
+  int32_t max_new_tokens = 16;
+  float temperature = 0.0f;
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  std::vector<int32_t> stop_ids;
+  bool json = false;
+  std::string logits_out;
+  std::string backend = "auto";
+  int64_t pool_mb = 0;
+};
+
+int fail(const Status& s) {
+  std::fprintf(stderr, "error: %s\n", s.to_string().c_str());
+  return 1;
+}
+
+int run_generate(const GenerateFlags& f) {
+  auto weights = ModelWeights::open(f.model);
+  if (!weights.ok()) return fail(weights.status().with_context("loading model " + f.model));
+  const ModelConfig& config = (*weights)->config();
+
+  auto backend = create_backend(f.backend);
+  if (!backend.ok()) return fail(backend.status());
+  EngineOptions opts;
+  // Enough pool for this one sequence unless the user sizes it.
+  const int64_t tokens = static_cast<int64_t>(f.prompt_ids.size()) + f.max_new_tokens;
+  opts.max_batch_tokens = static_cast<int32_t>(std::max<int64_t>(tokens, 16));
+  opts.max_batch_seqs = 1;
+  if (f.pool_mb > 0) {
+    opts.pool_bytes = f.pool_mb << 20;
+  } else {
+    const int64_t per_token = 2 * config.kv_dim() * config.num_hidden_layers * 4;
+    opts.pool_bytes = std::max<int64_t>(8ll << 20, (tokens + 2 * opts.kv_page_tokens) * per_token);
+  }
+  auto engine = Engine::create(**weights, std::move(*backend), opts);
+  if (!engine.ok()) return fail(engine.status());
+
+  GenerationRequest req;
+  req.prompt = f.prompt_ids;
+  req.max_new_tokens = f.max_new_tokens;
+  req.sampling.temperature = f.temperature;
+  req.sampling.top_k = f.top_k;
+  req.sampling.top_p = f.top_p;
+  req.sampling.seed = f.seed;
+  req.stop_token_ids = f.stop_ids;
+  req.want_logits = !f.logits_out.empty();
+  if (!f.adapter.empty()) {
+    auto adapter = LoraAdapter::load_dir(f.adapter, config);
+    if (!adapter.ok()) return fail(adapter.status().with_context("loading adapter " + f.adapter));
+    auto slot = (*engine)->add_adapter(**adapter);
+    if (!slot.ok()) return fail(slot.status());
+    req.adapter_slot = *slot;
+  }
+
+  std::vector<GenerationResult> results;
+  Status s = generate(**engine, {req}, &results);
+  if (!s.ok()) return fail(s);
+  const GenerationResult& r = results[0];
+
+  if (!f.logits_out.empty()) {
+    std::ofstream out(f.logits_out, std::ios::binary);
+    for (const auto& row : r.logits) {
+      out.write(reinterpret_cast<const char*>(row.data()),
+                static_cast<std::streamsize>(row.size() * sizeof(float)));
+    }
+    if (!out) return fail(internal_error("cannot write " + f.logits_out));
+  }
+  if (f.json) {
+    nlohmann::json j;
+    j["tokens"] = r.tokens;
+    j["logprobs"] = r.logprobs;
+    j["finish_reason"] = r.finish == FinishReason::kStop ? "stop" : "length";
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("tokens:");
+    for (int32_t t : r.tokens) std::printf(" %d", t);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app, Runner* runner) {
+  auto f = std::make_shared<GenerateFlags>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate tokens offline with the engine");
+  cmd->add_option("--model", f->model, "HF model directory")->required();
+  cmd->add_option("--adapter", f->adapter, "PEFT LoRA adapter directory");
+  cmd->add_option("--prompt-ids", f->prompt_ids, "Prompt token ids, comma separated")
+      ->delimiter(',')
+      ->required();
+  cmd->add_option("--max-new-tokens", f->max_new_tokens)->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--temperature", f->temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f))
+      ->capture_default_str();
+  cmd->add_option("--top-k", f->top_k, "0 = off")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", f->top_p, "1 = off")->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--seed", f->seed);
+  cmd->add_option("--stop-ids", f->stop_ids, "Stop after emitting one of these")->delimiter(',');
+  cmd->add_flag("--json", f->json, "Print {\"tokens\":[...],\"logprobs\":[...]} on one line");
+  cmd->add_option("--logits-out", f->logits_out,
+                  "Write the logits of every step as raw little-endian f32 [steps, vocab]");
+  cmd->add_option("--backend", f->backend, "auto | cpu | cuda")->capture_default_str();
+  cmd->add_option("--pool-mb", f->pool_mb, "Page pool size in MiB (default: what the prompt needs)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([f, runner]() { *runner = [f]() { return run_generate(*f); }; });
+}
+
+}  // namespace loraserve::cli

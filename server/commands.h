@@ -1,0 +1,18 @@
+// Subcommands of the `loraserve` binary. Each registers its flags on the
+// CLI11 app and returns the function that runs it (exit code).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace loraserve::cli {
+
+using Runner = std::function<int()>;
+
+// `loraserve synth`: writes a synthetic HF model and PEFT adapters.
+void add_synth_command(CLI::App& app, Runner* runner);
+// `loraserve generate`: offline generation with one model and adapter.
+void add_generate_command(CLI::App& app, Runner* runner);
+
+}  // namespace loraserve::cli

@@ -1,0 +1,250 @@
+// The engine end to end on the cpu backend with a synthetic tiny model:
+// batch isolation (each request gets in a mixed batch exactly what it gets
+// alone), adapters matter, and bad input is an error that leaves the engine
+// usable.
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "engine/generate.h"
+#include "engine/lora_adapter.h"
+#include "engine/model_weights.h"
+#include "engine/synth.h"
+
+namespace loraserve {
+namespace {
+
+namespace fs = std::filesystem;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/loraserve-engine-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto preset = synth_preset("tiny");
+    ASSERT_TRUE(preset.ok()) << preset.status();
+    SynthOptions attn;
+    attn.config = *preset;
+    attn.seed = 11;
+    attn.num_adapters = 4;
+    attn.ranks = {8, 16, 32, 64};
+    ASSERT_TRUE(synth_write(attn, dir_ + "/attn").ok());
+    SynthOptions mlp = attn;
+    mlp.seed = 12;
+    mlp.num_adapters = 2;
+    mlp.ranks = {4, 24};
+    mlp.targets = {"q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"};
+    mlp.write_model = false;
+    ASSERT_TRUE(synth_write(mlp, dir_ + "/mlp").ok());
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  void SetUp() override {
+    auto w = ModelWeights::open(dir_ + "/attn/model");
+    ASSERT_TRUE(w.ok()) << w.status();
+    weights_ = std::move(*w);
+  }
+
+  std::unique_ptr<Engine> make_engine(EngineOptions opts = {}) {
+    auto e = Engine::create(*weights_, create_cpu_backend(), opts);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+
+  // Loads the adapters into `engine` in a fixed order; returns their slots.
+  std::vector<int32_t> load_adapters(Engine& engine) {
+    std::vector<int32_t> slots;
+    for (const std::string& rel : {"attn/adapters/adapter-000", "attn/adapters/adapter-001",
+                                   "attn/adapters/adapter-002", "attn/adapters/adapter-003",
+                                   "mlp/adapters/adapter-000", "mlp/adapters/adapter-001"}) {
+      auto a = LoraAdapter::load_dir(dir_ + "/" + rel, weights_->config());
+      EXPECT_TRUE(a.ok()) << rel << ": " << a.status();
+      if (!a.ok()) return {};
+      auto slot = engine.add_adapter(**a);
+      EXPECT_TRUE(slot.ok()) << slot.status();
+      slots.push_back(*slot);
+    }
+    return slots;
+  }
+
+  static std::string dir_;
+  std::unique_ptr<ModelWeights> weights_;
+};
+
+std::string EngineTest::dir_;
+
+std::vector<GenerationRequest> mixed_requests(const std::vector<int32_t>& slots) {
+  std::vector<GenerationRequest> reqs;
+  auto add = [&](int32_t slot, std::vector<int32_t> prompt, int32_t n, int32_t join, int32_t chunk) {
+    GenerationRequest r;
+    r.adapter_slot = slot;
+    r.prompt = std::move(prompt);
+    r.max_new_tokens = n;
+    r.join_step = join;
+    r.prefill_chunk = chunk;
+    r.want_logits = true;
+    reqs.push_back(r);
+  };
+  add(-1, {1, 17, 300, 42, 9}, 12, 0, 0);
+  add(slots[0], {1, 17, 300, 42, 9}, 10, 0, 0);        // same prompt as base, rank 8
+  add(slots[1], {5, 6, 7, 8, 9, 10, 11, 12, 13}, 8, 2, 4);  // joins later, chunked prefill
+  add(slots[2], {900, 3}, 15, 1, 0);
+  add(slots[3], {77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93}, 6, 3, 5);
+  add(slots[4], {2, 4, 8, 16, 32, 64, 128}, 9, 0, 0);   // MLP-targeting adapter
+  add(-1, {1000, 1001, 1002}, 7, 4, 0);
+  add(slots[5], {10, 20, 30, 40}, 11, 1, 2);
+  add(slots[1], {12, 13}, 5, 0, 0);                     // two requests share an adapter
+  return reqs;
+}
+
+TEST_F(EngineTest, MixedBatchMatchesEachRequestAlone) {
+  auto together = make_engine();
+  ASSERT_NE(together, nullptr);
+  const auto slots = load_adapters(*together);
+  ASSERT_EQ(slots.size(), 6u);
+  const auto reqs = mixed_requests(slots);
+  std::vector<GenerationResult> batched;
+  ASSERT_TRUE(generate(*together, reqs, &batched).ok());
+
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto alone_engine = make_engine();
+    ASSERT_NE(alone_engine, nullptr);
+    load_adapters(*alone_engine);  // same slots
+    GenerationRequest r = reqs[i];
+    r.join_step = 0;
+    r.prefill_chunk = 0;
+    std::vector<GenerationResult> alone;
+    ASSERT_TRUE(generate(*alone_engine, {r}, &alone).ok());
+    ASSERT_EQ(batched[i].tokens, alone[0].tokens) << "request " << i;
+    ASSERT_EQ(batched[i].logits.size(), alone[0].logits.size());
+    for (size_t t = 0; t < alone[0].logits.size(); ++t) {
+      for (size_t v = 0; v < alone[0].logits[t].size(); ++v) {
+        ASSERT_NEAR(batched[i].logits[t][v], alone[0].logits[t][v], 1e-3)
+            << "request " << i << " step " << t << " token " << v;
+      }
+      ASSERT_NEAR(batched[i].logprobs[t], alone[0].logprobs[t], 1e-4);
+    }
+  }
+  // Every pool page came back.
+  EXPECT_EQ(together->pool_stats().kv, 0);
+  EXPECT_EQ(together->pool_stats().free, together->pool_stats().total);
+}
+
+TEST_F(EngineTest, EveryAdapterChangesItsOwnOutput) {
+  auto engine = make_engine();
+  ASSERT_NE(engine, nullptr);
+  const auto slots = load_adapters(*engine);
+  std::vector<GenerationRequest> reqs;
+  for (int32_t slot : {-1, slots[0], slots[1], slots[2], slots[3], slots[4], slots[5]}) {
+    GenerationRequest r;
+    r.adapter_slot = slot;
+    r.prompt = {1, 50, 60, 70};
+    r.max_new_tokens = 4;
+    r.want_logits = true;
+    reqs.push_back(r);
+  }
+  std::vector<GenerationResult> out;
+  ASSERT_TRUE(generate(*engine, reqs, &out).ok());
+  for (size_t i = 1; i < out.size(); ++i) {
+    double max_diff = 0;
+    for (size_t v = 0; v < out[0].logits[0].size(); ++v) {
+      max_diff = std::max(max_diff, std::fabs(double(out[i].logits[0][v]) - out[0].logits[0][v]));
+    }
+    EXPECT_GT(max_diff, 0.05) << "adapter request " << i << " looks like the base model";
+  }
+}
+
+TEST_F(EngineTest, SeededSamplingIsReproducibleAndBatchIndependent) {
+  auto engine = make_engine();
+  ASSERT_NE(engine, nullptr);
+  const auto slots = load_adapters(*engine);
+  GenerationRequest r;
+  r.adapter_slot = slots[2];
+  r.prompt = {3, 1, 4, 1, 5};
+  r.max_new_tokens = 12;
+  r.sampling.temperature = 1.0f;
+  r.sampling.top_p = 0.9f;
+  r.sampling.top_k = 50;
+  r.sampling.seed = 42;
+  std::vector<GenerationResult> a, b, c;
+  ASSERT_TRUE(generate(*engine, {r}, &a).ok());
+  GenerationRequest other = r;
+  other.adapter_slot = -1;
+  other.sampling.seed = 7;
+  ASSERT_TRUE(generate(*engine, {other, r}, &b).ok());
+  EXPECT_EQ(a[0].tokens, b[1].tokens);
+  r.sampling.seed = 43;
+  ASSERT_TRUE(generate(*engine, {r}, &c).ok());
+  EXPECT_NE(a[0].tokens, c[0].tokens);
+}
+
+TEST_F(EngineTest, BadInputIsAnErrorAndTheEngineKeepsWorking) {
+  auto engine = make_engine();
+  ASSERT_NE(engine, nullptr);
+  const auto slots = load_adapters(*engine);
+  std::vector<SequenceResult> out;
+
+  SequenceStep unknown;
+  unknown.seq_id = 99;
+  unknown.tokens = {1};
+  EXPECT_EQ(engine->step({unknown}, &out).code(), StatusCode::kNotFound);
+
+  ASSERT_TRUE(engine->start_sequence(1, slots[0]).ok());
+  EXPECT_EQ(engine->start_sequence(1, -1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->start_sequence(2, 1234).code(), StatusCode::kNotFound);
+
+  SequenceStep bad_token;
+  bad_token.seq_id = 1;
+  bad_token.tokens = {5, 1024};  // vocab is 1024
+  Status s = engine->step({bad_token}, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("1024"), std::string::npos);
+
+  SequenceStep too_long;
+  too_long.seq_id = 1;
+  too_long.tokens.assign(engine->config().max_position_embeddings + 1, 3);
+  EXPECT_FALSE(engine->step({too_long}, &out).ok());
+
+  SequenceStep empty;
+  empty.seq_id = 1;
+  EXPECT_EQ(engine->step({empty}, &out).code(), StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(engine->remove_adapter(slots[0]).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine->sequence_length(1), 0);  // nothing above changed the sequence
+
+  SequenceStep good;
+  good.seq_id = 1;
+  good.tokens = {1, 2, 3};
+  ASSERT_TRUE(engine->step({good}, &out).ok());
+  EXPECT_TRUE(out[0].sampled);
+  EXPECT_EQ(engine->sequence_length(1), 3);
+  engine->end_sequence(1);
+  EXPECT_TRUE(engine->remove_adapter(slots[0]).ok());
+  EXPECT_EQ(engine->remove_adapter(slots[0]).code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, PoolExhaustionIsResourceExhausted) {
+  EngineOptions opts;
+  // 4 layers x 16 tokens x 2 x kv_dim 128 x 4 bytes = 64 KiB per block: 2 blocks.
+  opts.pool_bytes = 2 * 4 * 16 * 2 * 128 * 4;
+  auto engine = make_engine(opts);
+  ASSERT_NE(engine, nullptr);
+  ASSERT_TRUE(engine->start_sequence(1, -1).ok());
+  std::vector<SequenceResult> out;
+  SequenceStep big;
+  big.seq_id = 1;
+  big.tokens.assign(33, 7);  // needs 3 blocks
+  EXPECT_EQ(engine->step({big}, &out).code(), StatusCode::kResourceExhausted);
+  big.tokens.assign(32, 7);
+  EXPECT_TRUE(engine->step({big}, &out).ok());
+  engine->end_sequence(1);
+  EXPECT_EQ(engine->pool_stats().free, engine->pool_stats().total);
+}
+
+}  // namespace
+}  // namespace loraserve
