@@ -18,6 +18,8 @@
 #include "common/dtype.h"
 #include "common/status.h"
 #include "kernels/sampling/sampling.h"
+#include "memory/adapter_cache.h"
+#include "memory/adapter_store.h"
 
 namespace loraserve {
 
@@ -55,15 +57,19 @@ struct PoolGeometry {
   int32_t kv_page_tokens = 0;
 };
 
-// One segment of token rows that share an adapter, with that adapter's
-// weights for one (layer, module) in backend memory.
+// One segment of token rows that share an adapter, with where that
+// adapter's weights for one (layer, module) sit in the pool: its image
+// pages (host array, image order) and the element offsets of A [rank, in]
+// and Bt [rank, out] in the image.
 struct LoraSegmentRef {
   int32_t begin = 0;
   int32_t end = 0;
   int32_t rank = 0;
   float scale = 0.0f;
-  const void* a = nullptr;   // [rank, in_dim]
-  const void* bt = nullptr;  // [rank, out_dim]
+  const int32_t* page_ids = nullptr;
+  int32_t num_pages = 0;
+  int64_t a_offset = 0;
+  int64_t bt_offset = 0;
 };
 
 // Everything about one forward step that every layer shares. Built on the
@@ -87,9 +93,11 @@ struct SampleResult {
   std::vector<float> logits;     // [rows, vocab] when requested, else empty
 };
 
-class Backend {
+// A Backend is also the PoolWriter that copies adapter images into the pool
+// (write_pages: cpu memcpy; cuda an asynchronous copy on its copy stream).
+class Backend : public PoolWriter {
  public:
-  virtual ~Backend() = default;
+  ~Backend() override = default;
   virtual std::string name() const = 0;
   // Activation dtype of this backend (f32 on cpu).
   virtual DType activation_dtype() const = 0;
@@ -104,6 +112,8 @@ class Backend {
   virtual void release(const Tensor& t) = 0;
   // An uninitialised activation buffer of the backend's activation dtype.
   virtual StatusOr<Tensor> allocate_activation(int64_t rows, int64_t cols) = 0;
+  // Host memory for adapter images (cuda: pinned, for asynchronous copies).
+  virtual HostAllocator host_allocator() const = 0;
 
   // --- one step ---
   virtual Status begin_step(const StepPlan& plan) = 0;
@@ -115,7 +125,8 @@ class Backend {
                              float eps, Tensor out) = 0;
   // y = x W^T (W is [out, in], nn.Linear layout)
   virtual Status linear(const Tensor& x, const Tensor& w, Tensor y) = 0;
-  // y[rows of each segment] += scale * (x A^T) Bt; `scratch` holds >= max rank columns.
+  // y[rows of each segment] += scale * (x A^T) Bt with A and Bt read from
+  // the segment's pool pages; `scratch` holds >= max rank columns.
   virtual Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
                       Tensor scratch) = 0;
   // Rotary embedding of q [T, nq*hd] and k [T, nkv*hd] at the plan's positions.

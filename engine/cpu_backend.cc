@@ -2,6 +2,7 @@
 // It is the oracle for the cuda backend and the default where no GPU is.
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 
@@ -10,7 +11,7 @@
 #include "kernels/attention/attention.h"
 #include "kernels/embedding/embedding.h"
 #include "kernels/gemm/gemm.h"
-#include "kernels/lora/lora.h"
+#include "kernels/lora/lora_paged.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
@@ -162,35 +163,56 @@ class CpuBackend final : public Backend {
     if (segments.empty()) return ok_status();
     segs_.clear();
     for (const LoraSegmentRef& s : segments) {
-      kernels::LoraSegment k;
+      kernels::PagedLoraSegment k;
       k.begin = s.begin;
       k.end = s.end;
       k.rank = s.rank;
       k.scale = s.scale;
-      k.a = static_cast<const float*>(s.a);
-      k.bt = static_cast<const float*>(s.bt);
+      k.page_ids = s.page_ids;
+      k.a_offset = s.a_offset;
+      k.bt_offset = s.bt_offset;
       segs_.push_back(k);
     }
-    kernels::LoraShrinkParams sp;
+    const int64_t page_elems = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
+    kernels::PagedLoraShrinkParams sp;
     sp.x = f32(x);
     sp.x_stride = x.cols;
     sp.v = f32(scratch);
     sp.v_stride = scratch.cols;
     sp.in_dim = x.cols;
     sp.num_tokens = x.rows;
+    sp.pool = pool_;
+    sp.page_elems = page_elems;
     sp.segments = segs_.data();
     sp.num_segments = static_cast<int32_t>(segs_.size());
-    LS_RETURN_IF_ERROR(kernels::lora_shrink_ref(sp));
-    kernels::LoraExpandParams ep;
+    LS_RETURN_IF_ERROR(kernels::lora_shrink_paged_ref(sp));
+    kernels::PagedLoraExpandParams ep;
     ep.v = f32(scratch);
     ep.v_stride = scratch.cols;
     ep.y = f32(y);
     ep.y_stride = y.cols;
     ep.out_dim = y.cols;
     ep.num_tokens = y.rows;
+    ep.pool = pool_;
+    ep.page_elems = page_elems;
     ep.segments = segs_.data();
     ep.num_segments = sp.num_segments;
-    return kernels::lora_expand_ref(ep);
+    return kernels::lora_expand_paged_ref(ep);
+  }
+
+  HostAllocator host_allocator() const override { return HostAllocator::malloc_allocator(); }
+
+  Status write_pages(const std::vector<int32_t>& pages, const void* src, size_t bytes) override {
+    if (pool_ == nullptr) return failed_precondition("cpu backend: pool not initialised");
+    const size_t page = static_cast<size_t>(geom_.page_bytes);
+    if (bytes > pages.size() * page) return invalid_argument("write_pages: too few pages");
+    const char* from = static_cast<const char*>(src);
+    for (size_t i = 0; i * page < bytes; ++i) {
+      if (pages[i] < 0 || pages[i] >= geom_.num_pages) return invalid_argument("write_pages: bad page id");
+      std::memcpy(reinterpret_cast<char*>(pool_) + static_cast<size_t>(pages[i]) * page, from + i * page,
+                  std::min(page, bytes - i * page));
+    }
+    return ok_status();
   }
 
   Status rope(Tensor q, Tensor k) override {
@@ -297,7 +319,7 @@ class CpuBackend final : public Backend {
   float* pool_ = nullptr;
   const StepPlan* plan_ = nullptr;
   std::unordered_map<void*, size_t> owned_;
-  std::vector<kernels::LoraSegment> segs_;
+  std::vector<kernels::PagedLoraSegment> segs_;
 };
 
 }  // namespace

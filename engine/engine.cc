@@ -4,6 +4,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "engine/adapter_image.h"
 #include "engine/step_plan.h"
 
 namespace loraserve {
@@ -29,7 +30,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const ModelWeights& weights,
   // Page geometry: one page holds the K and V rows of `kv_page_tokens`
   // tokens of one layer (the unified-paging issue revisits this when
   // adapter weights move into the same pool).
-  PoolGeometry geom;
+  PoolGeometry& geom = e->geom_;
   geom.kv_page_tokens = options.kv_page_tokens;
   geom.page_bytes = 2ll * options.kv_page_tokens * c.kv_dim() *
                     static_cast<int64_t>(dtype_size(e->backend_->activation_dtype()));
@@ -55,6 +56,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const ModelWeights& weights,
   e->pool_ = std::make_unique<PagePool>(geom.num_pages);
   e->kv_ = std::make_unique<KvPageTable>(e->pool_.get(), geom.kv_page_tokens,
                                          static_cast<int32_t>(c.num_hidden_layers));
+  e->store_ = std::make_unique<AdapterStore>(e->backend_->host_allocator());
+  e->cache_ = std::make_unique<AdapterCache>(e->pool_.get(), geom.page_bytes, e->backend_.get());
   LS_RETURN_IF_ERROR(e->upload_model(weights));
   LS_RETURN_IF_ERROR(e->allocate_activations());
   return e;
@@ -63,10 +66,6 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(const ModelWeights& weights,
 Engine::~Engine() {
   if (!backend_) return;
   for (const Tensor& t : owned_) backend_->release(t);
-  for (AdapterSlot& s : adapters_) {
-    for (auto& per_layer : s.a) for (const Tensor& t : per_layer) backend_->release(t);
-    for (auto& per_layer : s.bt) for (const Tensor& t : per_layer) backend_->release(t);
-  }
 }
 
 Status Engine::upload_model(const ModelWeights& weights) {
@@ -124,91 +123,79 @@ Status Engine::allocate_activations() {
   return ok_status();
 }
 
-StatusOr<int32_t> Engine::add_adapter(const LoraAdapter& adapter) {
-  if (adapter.num_layers() != config_.num_hidden_layers) {
-    return failed_precondition("adapter has " + std::to_string(adapter.num_layers()) +
-                               " layers, the model " +
-                               std::to_string(config_.num_hidden_layers));
-  }
+Status Engine::register_adapter(const std::string& id, const LoraAdapter& adapter) {
+  if (id.empty()) return invalid_argument("adapter id must not be empty");
   if (adapter.max_rank() > options_.max_lora_rank) {
-    return invalid_argument("adapter rank " + std::to_string(adapter.max_rank()) +
-                            " exceeds the engine's max_lora_rank " +
+    return invalid_argument("adapter '" + id + "' has rank " + std::to_string(adapter.max_rank()) +
+                            ", above the engine's max_lora_rank " +
                             std::to_string(options_.max_lora_rank));
   }
-  AdapterSlot slot;
-  slot.used = true;
-  const int64_t layers = config_.num_hidden_layers;
-  slot.a.resize(layers);
-  slot.bt.resize(layers);
-  slot.rank.resize(layers);
-  slot.scale.resize(layers);
-  auto release_partial = [&]() {
-    for (auto& l : slot.a) for (const Tensor& t : l) backend_->release(t);
-    for (auto& l : slot.bt) for (const Tensor& t : l) backend_->release(t);
-  };
-  for (int64_t l = 0; l < layers; ++l) {
-    for (int m = 0; m < kNumLoraModules; ++m) {
-      const LoraModule mod = static_cast<LoraModule>(m);
-      const LoraWeights& w = adapter.weights(l, mod);
-      slot.rank[l][m] = w.rank;
-      slot.scale[l][m] = w.scale;
-      if (w.rank == 0) continue;
-      auto a = backend_->upload_f32(w.a.data(), w.rank, lora_module_in_dim(config_, mod));
-      auto bt = a.ok() ? backend_->upload_f32(w.bt.data(), w.rank, lora_module_out_dim(config_, mod))
-                       : StatusOr<Tensor>(a.status());
-      if (a.ok()) slot.a[l][m] = *a;
-      if (!bt.ok()) {
-        release_partial();
-        return bt.status().with_context("uploading adapter");
-      }
-      slot.bt[l][m] = *bt;
-    }
+  if (store_->get(id).ok()) {
+    return Status(StatusCode::kAlreadyExists, "adapter '" + id + "' is already registered");
   }
-  for (size_t i = 0; i < adapters_.size(); ++i) {
-    if (!adapters_[i].used) {
-      adapters_[i] = std::move(slot);
-      return static_cast<int32_t>(i);
-    }
+  LS_ASSIGN_OR_RETURN(std::shared_ptr<AdapterImage> image,
+                      make_adapter_image(id, adapter, config_, backend_->activation_dtype(),
+                                         store_->allocator()));
+  const int32_t pages = cache_->pages_for(*image);
+  if (pages > pool_->num_pages()) {
+    return resource_exhausted("adapter '" + id + "' needs " + std::to_string(pages) +
+                              " pages; the whole pool has " + std::to_string(pool_->num_pages()));
   }
-  adapters_.push_back(std::move(slot));
-  return static_cast<int32_t>(adapters_.size() - 1);
+  return store_->add(std::move(image));
 }
 
-Status Engine::remove_adapter(int32_t slot) {
-  if (slot < 0 || slot >= static_cast<int32_t>(adapters_.size()) || !adapters_[slot].used) {
-    return not_found("no adapter in slot " + std::to_string(slot));
-  }
-  AdapterSlot& s = adapters_[slot];
-  if (s.users > 0) {
-    return failed_precondition("adapter slot " + std::to_string(slot) + " is used by " +
-                               std::to_string(s.users) + " sequence(s)");
-  }
-  for (auto& l : s.a) for (const Tensor& t : l) backend_->release(t);
-  for (auto& l : s.bt) for (const Tensor& t : l) backend_->release(t);
-  s = AdapterSlot();
-  return ok_status();
+Status Engine::unregister_adapter(const std::string& id) {
+  if (!store_->get(id).ok()) return not_found("adapter '" + id + "' is not registered");
+  LS_RETURN_IF_ERROR(cache_->drop(id));
+  return store_->remove(id);
 }
 
-Status Engine::start_sequence(int64_t seq_id, int32_t adapter_slot) {
+bool Engine::has_adapter(const std::string& id) const { return store_->get(id).ok(); }
+
+Status Engine::prefetch_adapter(const std::string& id) {
+  LS_ASSIGN_OR_RETURN(auto image, store_->get(id));
+  return cache_->prefetch(std::move(image));
+}
+
+StatusOr<AdmissionPlan> Engine::plan_admission(int64_t prompt_tokens,
+                                               const std::string& adapter_id) const {
+  std::shared_ptr<const AdapterImage> image;
+  if (!adapter_id.empty()) {
+    LS_ASSIGN_OR_RETURN(image, store_->get(adapter_id));
+  }
+  const int32_t kv_pages = kv_->pages_needed(/*seq=*/-1, prompt_tokens);
+  return cache_->plan_admission(kv_pages, image.get());
+}
+
+Status Engine::start_sequence(int64_t seq_id, const std::string& adapter_id) {
   if (seqs_.count(seq_id)) return invalid_argument(seq_name(seq_id) + " already exists");
-  if (adapter_slot >= 0) {
-    if (adapter_slot >= static_cast<int32_t>(adapters_.size()) || !adapters_[adapter_slot].used) {
-      return not_found("no adapter in slot " + std::to_string(adapter_slot));
-    }
-    adapters_[adapter_slot].users += 1;
-  } else if (adapter_slot != -1) {
-    return invalid_argument("adapter slot must be >= 0, or -1 for none");
+  Sequence seq;
+  seq.adapter_id = adapter_id;
+  if (!adapter_id.empty()) {
+    LS_ASSIGN_OR_RETURN(auto image, store_->get(adapter_id));
+    LS_ASSIGN_OR_RETURN(seq.adapter, cache_->acquire(std::move(image)));
   }
-  seqs_[seq_id] = Sequence{adapter_slot, 0};
+  seqs_.emplace(seq_id, std::move(seq));
   return ok_status();
 }
 
 void Engine::end_sequence(int64_t seq_id) {
   auto it = seqs_.find(seq_id);
   if (it == seqs_.end()) return;
-  if (it->second.adapter_slot >= 0) adapters_[it->second.adapter_slot].users -= 1;
   kv_->release(seq_id);
+  // The sequence pinned its adapter in start_sequence; releasing cannot fail.
+  if (!it->second.adapter_id.empty()) (void)cache_->release(it->second.adapter_id);
   seqs_.erase(it);
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  s.pool = pool_->stats();
+  s.adapters = cache_->stats();
+  s.page_bytes = geom_.page_bytes;
+  s.registered_adapters = static_cast<int32_t>(store_->size());
+  s.sequences = static_cast<int32_t>(seqs_.size());
+  return s;
 }
 
 int64_t Engine::sequence_length(int64_t seq_id) const {
@@ -256,20 +243,35 @@ Status Engine::validate_batch(const std::vector<SequenceStep>& batch) const {
 void Engine::lora_segments(const std::vector<AdapterRun>& runs, int64_t layer, LoraModule m,
                            std::vector<LoraSegmentRef>* out) const {
   out->clear();
-  const int mi = static_cast<int>(m);
   for (const AdapterRun& r : runs) {
-    const AdapterSlot& s = adapters_[r.slot];
-    const int32_t rank = s.rank[layer][mi];
-    if (rank == 0) continue;
+    const ResidentAdapter* adapter = step_adapters_[r.slot];
+    const LoraSlice& slice = adapter->image->slice(layer, static_cast<int32_t>(m));
+    if (slice.rank == 0) continue;
     LoraSegmentRef seg;
     seg.begin = r.begin;
     seg.end = r.end;
-    seg.rank = rank;
-    seg.scale = s.scale[layer][mi];
-    seg.a = s.a[layer][mi].data;
-    seg.bt = s.bt[layer][mi].data;
+    seg.rank = slice.rank;
+    seg.scale = slice.scale;
+    seg.page_ids = adapter->pages.data();
+    seg.num_pages = static_cast<int32_t>(adapter->pages.size());
+    seg.a_offset = slice.a_offset;
+    seg.bt_offset = slice.bt_offset;
     out->push_back(seg);
   }
+}
+
+Status Engine::reserve_kv(const std::vector<SequenceStep>& batch) {
+  int32_t need = 0;
+  for (const SequenceStep& s : batch) {
+    need += kv_->pages_needed(s.seq_id, seqs_.at(s.seq_id).length + static_cast<int64_t>(s.tokens.size()));
+  }
+  // KV pressure evicts idle adapters before anything fails.
+  if (need > pool_->num_free()) cache_->make_free(need);
+  for (const SequenceStep& s : batch) {
+    const int64_t total = seqs_.at(s.seq_id).length + static_cast<int64_t>(s.tokens.size());
+    LS_RETURN_IF_ERROR(kv_->ensure_capacity(s.seq_id, total));
+  }
+  return ok_status();
 }
 
 Status Engine::step(const std::vector<SequenceStep>& batch, std::vector<SequenceResult>* results) {
@@ -277,11 +279,17 @@ Status Engine::step(const std::vector<SequenceStep>& batch, std::vector<Sequence
   std::vector<PlanEntry> entries;
   entries.reserve(batch.size());
   bool want_logits = false;
+  step_adapters_.clear();
+  std::unordered_map<const ResidentAdapter*, int32_t> slot_of;
   for (const SequenceStep& s : batch) {
     const Sequence& seq = seqs_.at(s.seq_id);
     PlanEntry e;
     e.seq_id = s.seq_id;
-    e.adapter_slot = seq.adapter_slot;
+    if (seq.adapter != nullptr) {
+      auto [it, fresh] = slot_of.emplace(seq.adapter, static_cast<int32_t>(step_adapters_.size()));
+      if (fresh) step_adapters_.push_back(seq.adapter);
+      e.adapter_slot = it->second;
+    }
     e.start_pos = seq.length;
     e.tokens = &s.tokens;
     e.sample = s.sample;
@@ -291,10 +299,7 @@ Status Engine::step(const std::vector<SequenceStep>& batch, std::vector<Sequence
     want_logits = want_logits || (s.sample && s.want_logits);
   }
   BuiltPlan built = build_step_plan(entries);
-  for (const SequenceStep& s : batch) {
-    const int64_t need = seqs_.at(s.seq_id).length + static_cast<int64_t>(s.tokens.size());
-    LS_RETURN_IF_ERROR(kv_->ensure_capacity(s.seq_id, need));
-  }
+  LS_RETURN_IF_ERROR(reserve_kv(batch));
   LS_RETURN_IF_ERROR(
       kv_->build_view(built.seq_ids, &built.plan.kv_block_indptr, &built.plan.kv_page_ids));
 

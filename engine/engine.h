@@ -1,17 +1,23 @@
-// Engine: one base model on one backend, its adapters, its sequences' KV
-// cache in the page pool, and the forward step over a mixed batch.
+// Engine: one base model on one backend, the unified page pool shared by
+// the KV cache and the resident adapters, and the forward step over a
+// mixed batch.
 //
-// Owns the backend, the uploaded weights, the PagePool bookkeeping and the
-// KvPageTable. Callers (the CLI now, the scheduler later) add sequences,
-// then call step() with each sequence's new tokens: a prompt (or a chunk of
-// it) for prefill, the last sampled token for decode, both kinds mixed in
-// one batch, each sequence with its own adapter. Not thread-safe: one step
-// loop drives it.
+// Owns the backend, the uploaded base weights, the PagePool bookkeeping,
+// the KvPageTable, the host AdapterStore and the AdapterCache. Callers (the
+// CLI and tests now, the scheduler later) register adapters by id, start
+// sequences (which pins the sequence's adapter in the pool, swapping it in
+// if needed), then call step() with each sequence's new tokens: a prompt or
+// a chunk of it for prefill, the last sampled token for decode, both kinds
+// mixed in one batch, each sequence with its own adapter.
+//
+// Threading: register/unregister and everything else are called from one
+// thread (the step loop); the AdapterStore alone is safe to read elsewhere.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -21,14 +27,16 @@
 #include "engine/model_config.h"
 #include "engine/model_weights.h"
 #include "engine/step_plan.h"
+#include "memory/adapter_cache.h"
+#include "memory/adapter_store.h"
 #include "memory/kv_page_table.h"
 #include "memory/page_pool.h"
 
 namespace loraserve {
 
 struct EngineOptions {
-  int64_t pool_bytes = 64ll << 20;  // the unified page pool
-  int32_t kv_page_tokens = 16;      // tokens per KV page (one layer)
+  int64_t pool_bytes = 64ll << 20;  // the unified page pool (KV cache + resident adapters)
+  int32_t kv_page_tokens = 16;      // tokens per KV page of one layer
   int32_t max_batch_tokens = 2048;  // tokens in one step (activations are sized for it)
   int32_t max_batch_seqs = 256;     // sequences sampled in one step
   int32_t max_lora_rank = 256;      // largest adapter rank accepted
@@ -51,6 +59,14 @@ struct SequenceResult {
   std::vector<float> logits;  // [vocab] when want_logits
 };
 
+struct EngineStats {
+  PagePoolStats pool;
+  AdapterCacheStats adapters;
+  int64_t page_bytes = 0;
+  int32_t registered_adapters = 0;
+  int32_t sequences = 0;
+};
+
 class Engine {
  public:
   static StatusOr<std::unique_ptr<Engine>> create(const ModelWeights& weights,
@@ -58,44 +74,48 @@ class Engine {
                                                   const EngineOptions& options);
   ~Engine();
 
-  // Uploads an adapter (validated against this model when it was loaded);
-  // returns its slot. INVALID_ARGUMENT for a rank above max_lora_rank.
-  StatusOr<int32_t> add_adapter(const LoraAdapter& adapter);
-  // FAILED_PRECONDITION while a sequence still uses the slot.
-  Status remove_adapter(int32_t slot);
+  // Converts the adapter into its pool image and keeps it in the host store.
+  // ALREADY_EXISTS for a taken id; INVALID_ARGUMENT for a rank above
+  // max_lora_rank; RESOURCE_EXHAUSTED when it could never fit in the pool.
+  Status register_adapter(const std::string& id, const LoraAdapter& adapter);
+  // FAILED_PRECONDITION while a sequence uses it; NOT_FOUND when unknown.
+  Status unregister_adapter(const std::string& id);
+  bool has_adapter(const std::string& id) const;
+  // Swaps a registered adapter in ahead of use, into free pages only.
+  Status prefetch_adapter(const std::string& id);
+  // Can a sequence with `prompt_tokens` tokens using `adapter_id` ("" for
+  // none) start now, and which idle adapters would be evicted?
+  StatusOr<AdmissionPlan> plan_admission(int64_t prompt_tokens, const std::string& adapter_id) const;
 
-  // A new, empty sequence using adapter `adapter_slot` (-1 for none).
-  Status start_sequence(int64_t seq_id, int32_t adapter_slot);
-  // Frees the sequence's KV pages at once; unknown ids are a no-op.
+  // A new, empty sequence using adapter `adapter_id` ("" for none); pins the
+  // adapter in the pool (swap-in, evicting idle adapters LRU if needed).
+  // NOT_FOUND for an unknown adapter, RESOURCE_EXHAUSTED for a full pool.
+  Status start_sequence(int64_t seq_id, const std::string& adapter_id);
+  // Frees the sequence's KV pages at once and unpins its adapter.
   void end_sequence(int64_t seq_id);
   int64_t sequence_length(int64_t seq_id) const;
 
   // One forward over the batch. Results come back in the order of `batch`.
-  // On error nothing about the sequences changes (lengths stay).
+  // KV pages grow as needed, evicting idle adapters first. On error no
+  // sequence's length changes.
   Status step(const std::vector<SequenceStep>& batch, std::vector<SequenceResult>* results);
 
   const ModelConfig& config() const { return config_; }
   const EngineOptions& options() const { return options_; }
-  PagePoolStats pool_stats() const { return pool_->stats(); }
+  EngineStats stats() const;
   const Backend& backend() const { return *backend_; }
+  const AdapterStore& adapter_store() const { return *store_; }
 
  private:
   struct LayerWeights {
     Tensor input_norm, q, k, v, o, post_norm, gate, up, down;
   };
-  struct AdapterSlot {
-    bool used = false;
-    int32_t users = 0;
-    // Per layer, per module: A [rank, in], Bt [rank, out] in backend memory.
-    std::vector<std::array<Tensor, kNumLoraModules>> a, bt;
-    std::vector<std::array<int32_t, kNumLoraModules>> rank;
-    std::vector<std::array<float, kNumLoraModules>> scale;
-  };
   struct Activations {
     Tensor residual, x, q, k, v, attn, o, gate, up, act, mlp_out, lora_scratch, sample_x, logits;
   };
   struct Sequence {
-    int32_t adapter_slot = -1;
+    std::string adapter_id;  // "" = base model
+    const ResidentAdapter* adapter = nullptr;  // pinned while the sequence lives
     int64_t length = 0;
   };
 
@@ -103,22 +123,27 @@ class Engine {
   Status upload_model(const ModelWeights& weights);
   Status allocate_activations();
   Status validate_batch(const std::vector<SequenceStep>& batch) const;
-  // The forward pass over the plan in plan_ (llama_forward.cc).
-  Status forward(const std::vector<AdapterRun>& runs, int64_t num_tokens,
-                 int64_t num_samples, bool want_logits, SampleResult* sampled);
+  Status reserve_kv(const std::vector<SequenceStep>& batch);
+  // The forward pass over the current plan (llama_forward.cc).
+  Status forward(const std::vector<AdapterRun>& runs, int64_t num_tokens, int64_t num_samples,
+                 bool want_logits, SampleResult* sampled);
   void lora_segments(const std::vector<AdapterRun>& runs, int64_t layer, LoraModule m,
                      std::vector<LoraSegmentRef>* out) const;
 
   ModelConfig config_;
   EngineOptions options_;
   std::unique_ptr<Backend> backend_;
+  PoolGeometry geom_;
   std::unique_ptr<PagePool> pool_;
   std::unique_ptr<KvPageTable> kv_;
+  std::unique_ptr<AdapterStore> store_;
+  std::unique_ptr<AdapterCache> cache_;
   Tensor embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
-  std::vector<AdapterSlot> adapters_;
   Activations act_;
   std::unordered_map<int64_t, Sequence> seqs_;
+  // Adapters of this step's runs, by slot index in AdapterRun::slot.
+  std::vector<const ResidentAdapter*> step_adapters_;
   std::vector<Tensor> owned_;  // everything uploaded, released in the destructor
 };
 

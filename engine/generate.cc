@@ -1,6 +1,7 @@
 #include "engine/generate.h"
 
 #include <algorithm>
+#include <atomic>
 
 namespace loraserve {
 
@@ -20,7 +21,7 @@ Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
   results->assign(requests.size(), GenerationResult{});
   std::vector<Active> state(requests.size());
   // Sequence ids private to this call; ended on every exit path below.
-  static int64_t next_seq_id = 1ll << 40;
+  static std::atomic<int64_t> next_seq_id{1ll << 40};
   for (size_t i = 0; i < requests.size(); ++i) {
     if (requests[i].prompt.empty()) return invalid_argument("request " + std::to_string(i) + ": empty prompt");
     if (requests[i].max_new_tokens <= 0) {
@@ -32,6 +33,7 @@ Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
     for (const Active& a : state) engine.end_sequence(a.seq_id);
   };
 
+  int32_t running = 0;  // started and not finished
   for (int32_t step = 0;; ++step) {
     std::vector<SequenceStep> batch;
     std::vector<size_t> who;
@@ -43,12 +45,14 @@ Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
       pending = true;
       if (step < r.join_step) continue;
       if (!a.started) {
-        Status s = engine.start_sequence(a.seq_id, r.adapter_slot);
+        Status s = engine.start_sequence(a.seq_id, r.adapter_id);
+        if (s.code() == StatusCode::kResourceExhausted && running > 0) continue;  // wait
         if (!s.ok()) {
           end_all();
           return s;
         }
         a.started = true;
+        ++running;
       }
       SequenceStep st;
       st.seq_id = a.seq_id;
@@ -92,6 +96,7 @@ Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
         res.finish = stop ? FinishReason::kStop : FinishReason::kLength;
         a.finished = true;
         engine.end_sequence(a.seq_id);
+        --running;
       }
     }
   }

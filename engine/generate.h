@@ -1,11 +1,14 @@
 // Runs a set of generation requests to completion on one Engine, stepping
 // them together: each step carries every active request's prefill chunk or
 // decode token, so prefill and decode, and many adapters, share a batch.
+// A request whose adapter or KV does not fit in the pool yet waits until
+// running requests finish (it fails only when nothing else is running).
 // This is the offline path (`loraserve generate`, tests); the serving path
 // gets the same from the scheduler.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -14,7 +17,7 @@
 namespace loraserve {
 
 struct GenerationRequest {
-  int32_t adapter_slot = -1;
+  std::string adapter_id;  // "" = base model
   std::vector<int32_t> prompt;
   int32_t max_new_tokens = 16;
   kernels::SamplingConfig sampling;

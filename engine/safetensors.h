@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -70,5 +71,20 @@ struct TensorToWrite {
 };
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                          const std::map<std::string, std::string>& metadata = {});
+
+// Streaming form for checkpoints too large to hold in memory (synth llama
+// presets): the header is built from `specs`, then `fill` is called once per
+// tensor in name order and must set `*bytes` to exactly numel * dtype_size
+// bytes; only one tensor is held at a time. The file is written to a
+// temporary name and renamed into place once complete.
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+};
+using TensorFillFn = std::function<Status(const TensorSpec& spec, std::string* bytes)>;
+Status write_safetensors_streaming(const std::string& path, std::vector<TensorSpec> specs,
+                                   const TensorFillFn& fill,
+                                   const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace loraserve

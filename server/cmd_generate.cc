@@ -42,18 +42,28 @@ int run_generate(const GenerateFlags& f) {
   if (!weights.ok()) return fail(weights.status().with_context("loading model " + f.model));
   const ModelConfig& config = (*weights)->config();
 
+  std::unique_ptr<LoraAdapter> adapter;
+  if (!f.adapter.empty()) {
+    auto loaded = LoraAdapter::load_dir(f.adapter, config);
+    if (!loaded.ok()) return fail(loaded.status().with_context("loading adapter " + f.adapter));
+    adapter = std::move(*loaded);
+  }
+
   auto backend = create_backend(f.backend);
   if (!backend.ok()) return fail(backend.status());
   EngineOptions opts;
-  // Enough pool for this one sequence unless the user sizes it.
   const int64_t tokens = static_cast<int64_t>(f.prompt_ids.size()) + f.max_new_tokens;
   opts.max_batch_tokens = static_cast<int32_t>(std::max<int64_t>(tokens, 16));
   opts.max_batch_seqs = 1;
   if (f.pool_mb > 0) {
     opts.pool_bytes = f.pool_mb << 20;
   } else {
+    // Enough for this one sequence's KV and the adapter, plus slack for
+    // partly filled pages.
     const int64_t per_token = 2 * config.kv_dim() * config.num_hidden_layers * 4;
-    opts.pool_bytes = std::max<int64_t>(8ll << 20, (tokens + 2 * opts.kv_page_tokens) * per_token);
+    const int64_t kv = (tokens + 2 * opts.kv_page_tokens) * per_token;
+    const int64_t lora = adapter ? static_cast<int64_t>(adapter->weight_bytes()) * 5 / 4 : 0;
+    opts.pool_bytes = std::max<int64_t>(8ll << 20, kv + lora);
   }
   auto engine = Engine::create(**weights, std::move(*backend), opts);
   if (!engine.ok()) return fail(engine.status());
@@ -67,12 +77,10 @@ int run_generate(const GenerateFlags& f) {
   req.sampling.seed = f.seed;
   req.stop_token_ids = f.stop_ids;
   req.want_logits = !f.logits_out.empty();
-  if (!f.adapter.empty()) {
-    auto adapter = LoraAdapter::load_dir(f.adapter, config);
-    if (!adapter.ok()) return fail(adapter.status().with_context("loading adapter " + f.adapter));
-    auto slot = (*engine)->add_adapter(**adapter);
-    if (!slot.ok()) return fail(slot.status());
-    req.adapter_slot = *slot;
+  if (adapter) {
+    Status s = (*engine)->register_adapter("cli", *adapter);
+    if (!s.ok()) return fail(s);
+    req.adapter_id = "cli";
   }
 
   std::vector<GenerationResult> results;

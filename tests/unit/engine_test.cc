@@ -56,18 +56,18 @@ class EngineTest : public ::testing::Test {
     return e.ok() ? std::move(*e) : nullptr;
   }
 
-  // Loads the adapters into `engine` in a fixed order; returns their slots.
-  std::vector<int32_t> load_adapters(Engine& engine) {
-    std::vector<int32_t> slots;
-    for (const std::string& rel : {"attn/adapters/adapter-000", "attn/adapters/adapter-001",
+  // Registers the adapters with `engine` in a fixed order; returns their ids.
+  std::vector<std::string> load_adapters(Engine& engine) {
+    std::vector<std::string> slots;
+    for (const char* rel : {"attn/adapters/adapter-000", "attn/adapters/adapter-001",
                                    "attn/adapters/adapter-002", "attn/adapters/adapter-003",
                                    "mlp/adapters/adapter-000", "mlp/adapters/adapter-001"}) {
       auto a = LoraAdapter::load_dir(dir_ + "/" + rel, weights_->config());
       EXPECT_TRUE(a.ok()) << rel << ": " << a.status();
       if (!a.ok()) return {};
-      auto slot = engine.add_adapter(**a);
-      EXPECT_TRUE(slot.ok()) << slot.status();
-      slots.push_back(*slot);
+      Status s = engine.register_adapter(rel, **a);
+      EXPECT_TRUE(s.ok()) << s;
+      slots.push_back(rel);
     }
     return slots;
   }
@@ -78,11 +78,11 @@ class EngineTest : public ::testing::Test {
 
 std::string EngineTest::dir_;
 
-std::vector<GenerationRequest> mixed_requests(const std::vector<int32_t>& slots) {
+std::vector<GenerationRequest> mixed_requests(const std::vector<std::string>& slots) {
   std::vector<GenerationRequest> reqs;
-  auto add = [&](int32_t slot, std::vector<int32_t> prompt, int32_t n, int32_t join, int32_t chunk) {
+  auto add = [&](const std::string& slot, std::vector<int32_t> prompt, int32_t n, int32_t join, int32_t chunk) {
     GenerationRequest r;
-    r.adapter_slot = slot;
+    r.adapter_id = slot;
     r.prompt = std::move(prompt);
     r.max_new_tokens = n;
     r.join_step = join;
@@ -90,13 +90,13 @@ std::vector<GenerationRequest> mixed_requests(const std::vector<int32_t>& slots)
     r.want_logits = true;
     reqs.push_back(r);
   };
-  add(-1, {1, 17, 300, 42, 9}, 12, 0, 0);
+  add("", {1, 17, 300, 42, 9}, 12, 0, 0);
   add(slots[0], {1, 17, 300, 42, 9}, 10, 0, 0);        // same prompt as base, rank 8
   add(slots[1], {5, 6, 7, 8, 9, 10, 11, 12, 13}, 8, 2, 4);  // joins later, chunked prefill
   add(slots[2], {900, 3}, 15, 1, 0);
   add(slots[3], {77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93}, 6, 3, 5);
   add(slots[4], {2, 4, 8, 16, 32, 64, 128}, 9, 0, 0);   // MLP-targeting adapter
-  add(-1, {1000, 1001, 1002}, 7, 4, 0);
+  add("", {1000, 1001, 1002}, 7, 4, 0);
   add(slots[5], {10, 20, 30, 40}, 11, 1, 2);
   add(slots[1], {12, 13}, 5, 0, 0);                     // two requests share an adapter
   return reqs;
@@ -131,8 +131,7 @@ TEST_F(EngineTest, MixedBatchMatchesEachRequestAlone) {
     }
   }
   // Every pool page came back.
-  EXPECT_EQ(together->pool_stats().kv, 0);
-  EXPECT_EQ(together->pool_stats().free, together->pool_stats().total);
+  EXPECT_EQ(together->stats().pool.kv, 0);
 }
 
 TEST_F(EngineTest, EveryAdapterChangesItsOwnOutput) {
@@ -140,9 +139,9 @@ TEST_F(EngineTest, EveryAdapterChangesItsOwnOutput) {
   ASSERT_NE(engine, nullptr);
   const auto slots = load_adapters(*engine);
   std::vector<GenerationRequest> reqs;
-  for (int32_t slot : {-1, slots[0], slots[1], slots[2], slots[3], slots[4], slots[5]}) {
+  for (const std::string& slot : {std::string(), slots[0], slots[1], slots[2], slots[3], slots[4], slots[5]}) {
     GenerationRequest r;
-    r.adapter_slot = slot;
+    r.adapter_id = slot;
     r.prompt = {1, 50, 60, 70};
     r.max_new_tokens = 4;
     r.want_logits = true;
@@ -164,7 +163,7 @@ TEST_F(EngineTest, SeededSamplingIsReproducibleAndBatchIndependent) {
   ASSERT_NE(engine, nullptr);
   const auto slots = load_adapters(*engine);
   GenerationRequest r;
-  r.adapter_slot = slots[2];
+  r.adapter_id = slots[2];
   r.prompt = {3, 1, 4, 1, 5};
   r.max_new_tokens = 12;
   r.sampling.temperature = 1.0f;
@@ -174,7 +173,7 @@ TEST_F(EngineTest, SeededSamplingIsReproducibleAndBatchIndependent) {
   std::vector<GenerationResult> a, b, c;
   ASSERT_TRUE(generate(*engine, {r}, &a).ok());
   GenerationRequest other = r;
-  other.adapter_slot = -1;
+  other.adapter_id = "";
   other.sampling.seed = 7;
   ASSERT_TRUE(generate(*engine, {other, r}, &b).ok());
   EXPECT_EQ(a[0].tokens, b[1].tokens);
@@ -195,8 +194,8 @@ TEST_F(EngineTest, BadInputIsAnErrorAndTheEngineKeepsWorking) {
   EXPECT_EQ(engine->step({unknown}, &out).code(), StatusCode::kNotFound);
 
   ASSERT_TRUE(engine->start_sequence(1, slots[0]).ok());
-  EXPECT_EQ(engine->start_sequence(1, -1).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(engine->start_sequence(2, 1234).code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine->start_sequence(1, "").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->start_sequence(2, "no-such-adapter").code(), StatusCode::kNotFound);
 
   SequenceStep bad_token;
   bad_token.seq_id = 1;
@@ -214,7 +213,7 @@ TEST_F(EngineTest, BadInputIsAnErrorAndTheEngineKeepsWorking) {
   empty.seq_id = 1;
   EXPECT_EQ(engine->step({empty}, &out).code(), StatusCode::kInvalidArgument);
 
-  EXPECT_EQ(engine->remove_adapter(slots[0]).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine->unregister_adapter(slots[0]).code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(engine->sequence_length(1), 0);  // nothing above changed the sequence
 
   SequenceStep good;
@@ -224,8 +223,8 @@ TEST_F(EngineTest, BadInputIsAnErrorAndTheEngineKeepsWorking) {
   EXPECT_TRUE(out[0].sampled);
   EXPECT_EQ(engine->sequence_length(1), 3);
   engine->end_sequence(1);
-  EXPECT_TRUE(engine->remove_adapter(slots[0]).ok());
-  EXPECT_EQ(engine->remove_adapter(slots[0]).code(), StatusCode::kNotFound);
+  EXPECT_TRUE(engine->unregister_adapter(slots[0]).ok());
+  EXPECT_EQ(engine->unregister_adapter(slots[0]).code(), StatusCode::kNotFound);
 }
 
 TEST_F(EngineTest, PoolExhaustionIsResourceExhausted) {
@@ -234,7 +233,7 @@ TEST_F(EngineTest, PoolExhaustionIsResourceExhausted) {
   opts.pool_bytes = 2 * 4 * 16 * 2 * 128 * 4;
   auto engine = make_engine(opts);
   ASSERT_NE(engine, nullptr);
-  ASSERT_TRUE(engine->start_sequence(1, -1).ok());
+  ASSERT_TRUE(engine->start_sequence(1, "").ok());
   std::vector<SequenceResult> out;
   SequenceStep big;
   big.seq_id = 1;
@@ -243,7 +242,7 @@ TEST_F(EngineTest, PoolExhaustionIsResourceExhausted) {
   big.tokens.assign(32, 7);
   EXPECT_TRUE(engine->step({big}, &out).ok());
   engine->end_sequence(1);
-  EXPECT_EQ(engine->pool_stats().free, engine->pool_stats().total);
+  EXPECT_EQ(engine->stats().pool.free, engine->stats().pool.total);
 }
 
 }  // namespace

@@ -1,0 +1,23 @@
+// Converts a validated LoraAdapter into the flat AdapterImage that the
+// AdapterStore keeps and the page pool holds: for each layer, for each
+// module in LoraModule order, A [rank, in] then Bt [rank, out], in the
+// backend's weight dtype. Offsets are recorded per (layer, module) slice.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/dtype.h"
+#include "common/status.h"
+#include "engine/lora_adapter.h"
+#include "engine/model_config.h"
+#include "memory/adapter_store.h"
+
+namespace loraserve {
+
+StatusOr<std::shared_ptr<AdapterImage>> make_adapter_image(const std::string& id,
+                                                           const LoraAdapter& adapter,
+                                                           const ModelConfig& config, DType dtype,
+                                                           const HostAllocator& allocator);
+
+}  // namespace loraserve

@@ -1,0 +1,57 @@
+// LoRA shrink/expand with adapter weights read from pages of the unified
+// pool: the serving form of lora.h. Same math (SGMV semantics):
+//   shrink:  v[t, :rank_s] = x[t] A_s^T
+//   expand:  y[t]         += scale_s * v[t, :rank_s] Bt_s
+// but A_s and Bt_s live in the adapter's image (memory/adapter_store.h),
+// which is spread over non-contiguous pages: element e of the image is at
+//   pool + page_ids[e / page_elems] * page_elems + e % page_elems.
+// Ranks differ per segment; nothing is padded to a maximum rank.
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace loraserve::kernels {
+
+struct PagedLoraSegment {
+  int32_t begin = 0;                // first token row
+  int32_t end = 0;                  // one past the last token row
+  int32_t rank = 0;
+  float scale = 1.0f;
+  const int32_t* page_ids = nullptr;  // the adapter's pages, image order
+  int64_t a_offset = 0;             // element offset of A [rank, in_dim] in the image
+  int64_t bt_offset = 0;            // element offset of Bt [rank, out_dim] in the image
+};
+
+struct PagedLoraShrinkParams {
+  const float* x = nullptr;   // [num_tokens, x_stride]
+  int64_t x_stride = 0;
+  float* v = nullptr;         // [num_tokens, v_stride], v_stride >= max rank
+  int64_t v_stride = 0;
+  int64_t in_dim = 0;
+  int64_t num_tokens = 0;
+  const float* pool = nullptr;
+  int64_t page_elems = 0;     // elements per page (page stride)
+  const PagedLoraSegment* segments = nullptr;
+  int32_t num_segments = 0;
+};
+
+Status lora_shrink_paged_ref(const PagedLoraShrinkParams& p);
+
+struct PagedLoraExpandParams {
+  const float* v = nullptr;   // [num_tokens, v_stride]
+  int64_t v_stride = 0;
+  float* y = nullptr;         // [num_tokens, y_stride], += into the first out_dim columns
+  int64_t y_stride = 0;
+  int64_t out_dim = 0;
+  int64_t num_tokens = 0;
+  const float* pool = nullptr;
+  int64_t page_elems = 0;
+  const PagedLoraSegment* segments = nullptr;
+  int32_t num_segments = 0;
+};
+
+Status lora_expand_paged_ref(const PagedLoraExpandParams& p);
+
+}  // namespace loraserve::kernels
