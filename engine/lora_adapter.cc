@@ -18,7 +18,7 @@ namespace {
 // the first key that matches a module.
 using ojson = nlohmann::ordered_json;
 
-constexpr const char* kModuleNames[kNumLoraModules] = {"q_proj",    "k_proj",  "v_proj", "o_proj",
+constexpr const char* kModuleNames[kNumLoraModules] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                        "gate_proj", "up_proj", "down_proj"};
 
 bool file_exists(const std::string& path) {
@@ -36,7 +36,8 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) {
@@ -61,8 +62,7 @@ struct ModuleMatcher {
   }
 };
 
-Status parse_matcher(const ojson& j, const char* field, ModuleMatcher* m,
-                     LoraAdapterConfig* cfg) {
+Status parse_matcher(const ojson& j, const char* field, ModuleMatcher* m, LoraAdapterConfig* cfg) {
   auto it = j.find(field);
   if (it == j.end() || it->is_null()) return ok_status();
   m->set = true;
@@ -183,8 +183,8 @@ Status refuse_unsupported(const ojson& j) {
                            " is not supported");
     }
   }
-  for (const char* key : {"trainable_token_indices", "target_parameters",
-                          "alora_invocation_tokens"}) {
+  for (const char* key :
+       {"trainable_token_indices", "target_parameters", "alora_invocation_tokens"}) {
     if (truthy(key)) {
       return unimplemented(std::string("adapter_config.json: ") + key + " is not supported");
     }
@@ -211,7 +211,7 @@ StatusOr<ParsedConfig> parse_adapter_config(const std::string& text) {
   LS_RETURN_IF_ERROR(refuse_unsupported(j));
 
   ParsedConfig p;
-  p.cfg.r = 8;           // PEFT's defaults when a field is absent
+  p.cfg.r = 8;  // PEFT's defaults when a field is absent
   p.cfg.lora_alpha = 8;
   if (auto it = j.find("r"); it != j.end() && !it->is_null()) {
     if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
@@ -308,22 +308,29 @@ int64_t lora_module_in_dim(const ModelConfig& c, LoraModule m) {
     case LoraModule::kK:
     case LoraModule::kV:
     case LoraModule::kGate:
-    case LoraModule::kUp: return c.hidden_size;
-    case LoraModule::kO: return c.q_dim();
-    case LoraModule::kDown: return c.intermediate_size;
+    case LoraModule::kUp:
+      return c.hidden_size;
+    case LoraModule::kO:
+      return c.q_dim();
+    case LoraModule::kDown:
+      return c.intermediate_size;
   }
   return 0;
 }
 
 int64_t lora_module_out_dim(const ModelConfig& c, LoraModule m) {
   switch (m) {
-    case LoraModule::kQ: return c.q_dim();
+    case LoraModule::kQ:
+      return c.q_dim();
     case LoraModule::kK:
-    case LoraModule::kV: return c.kv_dim();
+    case LoraModule::kV:
+      return c.kv_dim();
     case LoraModule::kO:
-    case LoraModule::kDown: return c.hidden_size;
+    case LoraModule::kDown:
+      return c.hidden_size;
     case LoraModule::kGate:
-    case LoraModule::kUp: return c.intermediate_size;
+    case LoraModule::kUp:
+      return c.intermediate_size;
   }
   return 0;
 }
@@ -394,8 +401,8 @@ Status build_adapter(const std::string& config_text, const SafetensorsFile& file
     double alpha = pc.cfg.lora_alpha;
     if (const PatternEntry* e = find_pattern(pc.alpha_pattern, p.module_path)) alpha = e->value;
     if (rank <= 0) {
-      return invalid_argument("adapter_config.json gives module " + p.module_path +
-                              " rank " + std::to_string(rank));
+      return invalid_argument("adapter_config.json gives module " + p.module_path + " rank " +
+                              std::to_string(rank));
     }
     const std::vector<int64_t>& as = p.a->shape;
     const std::vector<int64_t>& bs = p.b->shape;
@@ -412,8 +419,8 @@ Status build_adapter(const std::string& config_text, const SafetensorsFile& file
     if (as[1] != in) {
       return failed_precondition("tensor " + p.a->name + " has shape " + shape_string(as) +
                                  " but the base model's " + lora_module_name(m) + " takes " +
-                                 std::to_string(in) + " inputs (expected [" +
-                                 std::to_string(rank) + ", " + std::to_string(in) + "])");
+                                 std::to_string(in) + " inputs (expected [" + std::to_string(rank) +
+                                 ", " + std::to_string(in) + "])");
     }
     if (bs[0] != out) {
       return failed_precondition("tensor " + p.b->name + " has shape " + shape_string(bs) +
@@ -430,8 +437,8 @@ Status build_adapter(const std::string& config_text, const SafetensorsFile& file
     if (bs[1] != rank) {
       return invalid_argument("tensor " + p.b->name + " has shape " + shape_string(bs) +
                               " but adapter_config.json gives rank " + std::to_string(rank) +
-                              " (expected [" + std::to_string(out) + ", " +
-                              std::to_string(rank) + "])");
+                              " (expected [" + std::to_string(out) + ", " + std::to_string(rank) +
+                              "])");
     }
 
     LoraWeights& w = (*layers)[static_cast<size_t>(key.first)][key.second];
@@ -463,8 +470,9 @@ StatusOr<std::unique_ptr<LoraAdapter>> LoraAdapter::load_dir(const std::string& 
   ss << in.rdbuf();
   const std::string weights_path = dir + "/adapter_model.safetensors";
   if (!file_exists(weights_path) && file_exists(dir + "/adapter_model.bin")) {
-    return unimplemented(dir + " holds a pickled adapter_model.bin; only adapter_model.safetensors "
-                               "is supported (save with safe_serialization=True)");
+    return unimplemented(dir +
+                         " holds a pickled adapter_model.bin; only adapter_model.safetensors "
+                         "is supported (save with safe_serialization=True)");
   }
   LS_ASSIGN_OR_RETURN(auto file, SafetensorsFile::open(weights_path));
   std::unique_ptr<LoraAdapter> a(new LoraAdapter());

@@ -20,8 +20,8 @@ Status get_int(const json& j, const char* key, bool required, int64_t* out,
     return ok_status();
   }
   if (!it->is_number_integer()) {
-    return invalid_argument(std::string("config.json: field ") + key +
-                            " must be an integer, got " + it->dump());
+    return invalid_argument(std::string("config.json: field ") + key + " must be an integer, got " +
+                            it->dump());
   }
   *out = it->get<int64_t>();
   if (present) *present = true;
@@ -35,8 +35,8 @@ Status get_number(const json& j, const char* key, bool required, double* out) {
     return ok_status();
   }
   if (!it->is_number()) {
-    return invalid_argument(std::string("config.json: field ") + key +
-                            " must be a number, got " + it->dump());
+    return invalid_argument(std::string("config.json: field ") + key + " must be a number, got " +
+                            it->dump());
   }
   *out = it->get<double>();
   return ok_status();
@@ -264,12 +264,12 @@ std::string ModelConfig::to_json_text() const {
   j["rms_norm_eps"] = rms_norm_eps;
   j["rope_theta"] = rope_theta;
   if (rope_scaling) {
-    j["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", rope_scaling->factor},
-                         {"low_freq_factor", rope_scaling->low_freq_factor},
-                         {"high_freq_factor", rope_scaling->high_freq_factor},
-                         {"original_max_position_embeddings",
-                          rope_scaling->original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", rope_scaling->factor},
+        {"low_freq_factor", rope_scaling->low_freq_factor},
+        {"high_freq_factor", rope_scaling->high_freq_factor},
+        {"original_max_position_embeddings", rope_scaling->original_max_position_embeddings}};
   } else {
     j["rope_scaling"] = nullptr;
   }

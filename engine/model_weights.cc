@@ -28,7 +28,8 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // name -> tensor over all files of the checkpoint.
@@ -59,8 +60,8 @@ Status open_sharded(const std::string& dir, const std::string& index_path,
     }
     const std::string shard = it.value().get<std::string>();
     if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..") {
-      return invalid_argument(index_path + ": weight_map maps " + name +
-                              " to \"" + shard + "\", which is not a file in " + dir);
+      return invalid_argument(index_path + ": weight_map maps " + name + " to \"" + shard +
+                              "\", which is not a file in " + dir);
     }
     auto found = shards.find(shard);
     if (found == shards.end()) {
@@ -106,8 +107,9 @@ StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::open(const std::string& di
   } else {
     if (file_exists(dir + "/pytorch_model.bin") ||
         file_exists(dir + "/pytorch_model.bin.index.json")) {
-      return unimplemented(dir + " holds a pickled pytorch_model.bin checkpoint; only safetensors "
-                                 "is supported (convert it with transformers' save_pretrained)");
+      return unimplemented(dir +
+                           " holds a pickled pytorch_model.bin checkpoint; only safetensors "
+                           "is supported (convert it with transformers' save_pretrained)");
     }
     return not_found("no model.safetensors or model.safetensors.index.json in " + dir);
   }

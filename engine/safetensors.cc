@@ -96,7 +96,7 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::stri
 }
 
 StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::from_bytes(std::string bytes,
-                                                                     const std::string& label) {
+                                                                       const std::string& label) {
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = label;
   file->owned_bytes_ = std::move(bytes);
@@ -119,8 +119,8 @@ Status SafetensorsFile::parse(const uint8_t* base, size_t size) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | base[i];  // little-endian
   if (n > kMaxHeaderBytes) {
-    return data_loss("corrupt header: header length " + std::to_string(n) +
-                     " exceeds the " + std::to_string(kMaxHeaderBytes) + "-byte limit");
+    return data_loss("corrupt header: header length " + std::to_string(n) + " exceeds the " +
+                     std::to_string(kMaxHeaderBytes) + "-byte limit");
   }
   if (n > size - 8) {
     return data_loss("truncated file: header length " + std::to_string(n) +
@@ -194,13 +194,13 @@ Status SafetensorsFile::parse(const uint8_t* base, size_t size) {
     const uint64_t begin = (*off)[0].get<uint64_t>();
     const uint64_t end = (*off)[1].get<uint64_t>();
     if (begin > end || end > data_size) {
-      return data_loss(where + "data range [" + std::to_string(begin) + "," +
-                       std::to_string(end) + ") outside the file's " +
-                       std::to_string(data_size) + " data bytes");
+      return data_loss(where + "data range [" + std::to_string(begin) + "," + std::to_string(end) +
+                       ") outside the file's " + std::to_string(data_size) + " data bytes");
     }
     uint64_t numel = 0;
     const uint64_t elem = dtype_size(info.dtype);
-    const bool fits = checked_numel(info.shape, std::numeric_limits<uint64_t>::max() / elem, &numel);
+    const bool fits =
+        checked_numel(info.shape, std::numeric_limits<uint64_t>::max() / elem, &numel);
     if (!fits || numel * elem != end - begin) {
       return data_loss(where + "shape " + shape_string(info.shape) + " of " + dtype_str +
                        " needs " + (fits ? std::to_string(numel * elem) : "too many") +
@@ -250,8 +250,9 @@ Status write_safetensors_streaming(const std::string& path, std::vector<TensorSp
     if (i > 0 && specs[i - 1].name == t.name)
       return invalid_argument("tensor " + t.name + " given twice");
     for (int64_t d : t.shape) {
-      if (d < 0) return invalid_argument("tensor " + t.name + ": negative dimension in shape " +
-                                         shape_string(t.shape));
+      if (d < 0)
+        return invalid_argument("tensor " + t.name + ": negative dimension in shape " +
+                                shape_string(t.shape));
     }
     uint64_t numel = 0;
     if (!checked_numel(t.shape, std::numeric_limits<uint64_t>::max() / 8, &numel))

@@ -73,7 +73,8 @@ struct Dist {
 Dist model_dist(const ModelConfig& c, const std::string& name, const std::vector<int64_t>& shape) {
   auto ends = [&](const char* s) {
     const std::string suf(s);
-    return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
+    return name.size() >= suf.size() &&
+           name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
   };
   if (name == "model.embed_tokens.weight") return {0.0, 1.0};
   if (name == "lm_head.weight") return {0.0, 1.0 / std::sqrt(static_cast<double>(c.hidden_size))};
@@ -110,15 +111,15 @@ Status write_model(const ModelConfig& c, uint64_t seed, const std::string& dir) 
     specs.push_back({p + "mlp.up_proj.weight", DType::kBF16, {inter, h}});
     specs.push_back({p + "mlp.down_proj.weight", DType::kBF16, {h, inter}});
   }
-  return write_safetensors_streaming(
-      dir + "/model.safetensors", std::move(specs),
-      [&](const TensorSpec& spec, std::string* bytes) {
-        const Dist d = model_dist(c, spec.name, spec.shape);
-        fill_normal_bf16(stream_key(seed, spec.name), d.mean, d.std_dev,
-                         static_cast<size_t>(numel(spec.shape)), bytes);
-        return ok_status();
-      },
-      {{"format", "pt"}});
+  return write_safetensors_streaming(dir + "/model.safetensors", std::move(specs),
+                                     [&](const TensorSpec& spec, std::string* bytes) {
+                                       const Dist d = model_dist(c, spec.name, spec.shape);
+                                       fill_normal_bf16(
+                                           stream_key(seed, spec.name), d.mean, d.std_dev,
+                                           static_cast<size_t>(numel(spec.shape)), bytes);
+                                       return ok_status();
+                                     },
+                                     {{"format", "pt"}});
 }
 
 Status write_adapter(const ModelConfig& c, uint64_t seed, int index, int rank,
@@ -153,11 +154,10 @@ Status write_adapter(const ModelConfig& c, uint64_t seed, int index, int rank,
   std::vector<TensorSpec> specs;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     for (LoraModule m : modules) {
-      const std::string parent = static_cast<int>(m) <= static_cast<int>(LoraModule::kO)
-                                     ? "self_attn."
-                                     : "mlp.";
-      const std::string p = "base_model.model.model.layers." + std::to_string(l) + "." + parent +
-                            lora_module_name(m);
+      const std::string parent =
+          static_cast<int>(m) <= static_cast<int>(LoraModule::kO) ? "self_attn." : "mlp.";
+      const std::string p =
+          "base_model.model.model.layers." + std::to_string(l) + "." + parent + lora_module_name(m);
       specs.push_back({p + ".lora_A.weight", DType::kBF16, {rank, lora_module_in_dim(c, m)}});
       specs.push_back({p + ".lora_B.weight", DType::kBF16, {lora_module_out_dim(c, m), rank}});
     }
@@ -225,8 +225,7 @@ StatusOr<ModelConfig> synth_preset(const std::string& name) {
     c.bos_token_id = 128000;
     c.eos_token_id = 128001;
   } else {
-    return invalid_argument("unknown synth preset \"" + name +
-                            "\" (tiny, llama2-7b, llama3-8b)");
+    return invalid_argument("unknown synth preset \"" + name + "\" (tiny, llama2-7b, llama3-8b)");
   }
   c.head_dim = c.hidden_size / c.num_attention_heads;
   return c;

@@ -284,7 +284,7 @@ def main():
             t0 = time.time()
             check_case(c, ref_model, lora, n, ref_model.cfg.vocab, ref_model.cfg.eos_ids)
             if a.full_greedy or c.name == "base":
-                gt, _ = ref_model.greedy(PROMPT, n, lora, stop_at_eos=True)
+                gt, _ = ref_model.greedy(PROMPT, n, lora, stop_at_eos=len(c.tokens) < n)
                 k = next((i for i, (x, y) in enumerate(zip(gt, c.tokens)) if x != y), min(len(gt), len(c.tokens)))
                 c.row["full_greedy"] = k
                 if k < c.agreed:

@@ -227,6 +227,90 @@ TEST_F(EngineTest, BadInputIsAnErrorAndTheEngineKeepsWorking) {
   EXPECT_EQ(engine->unregister_adapter(slots[0]).code(), StatusCode::kNotFound);
 }
 
+// A pool too small for two adapters at once: requests wait, adapters are
+// evicted and swapped back in between them, and every request still gets
+// what it gets from a roomy pool.
+TEST_F(EngineTest, SmallPoolEvictsAndReloadsAdaptersWithSameResults) {
+  EngineOptions small;
+  small.pool_bytes = 160 * 16384;  // 160 pages: rank 64 needs 112, rank 32 needs 56
+  auto tight = make_engine(small);
+  auto roomy = make_engine();
+  ASSERT_NE(tight, nullptr);
+  ASSERT_NE(roomy, nullptr);
+  const auto ids = load_adapters(*tight);
+  load_adapters(*roomy);
+  std::vector<GenerationRequest> reqs;
+  // Rank 64 twice (shares one resident copy), rank 32 waits for it, and a
+  // late rank-64 request needs it back after rank 32 took its pages.
+  const std::vector<std::string> order = {ids[3], ids[2], ids[3], ids[0], "", ids[2], ids[3]};
+  for (size_t i = 0; i < order.size(); ++i) {
+    GenerationRequest r;
+    r.adapter_id = order[i];
+    r.join_step = i + 1 == order.size() ? 30 : 0;
+    r.prompt = {1, 2, 3, 4, 5, 6, 7, 8};
+    r.max_new_tokens = 6;
+    r.want_logits = true;
+    reqs.push_back(r);
+  }
+  std::vector<GenerationResult> a, b;
+  ASSERT_TRUE(generate(*tight, reqs, &a).ok());
+  ASSERT_TRUE(generate(*roomy, reqs, &b).ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_EQ(a[i].tokens, b[i].tokens) << "request " << i;
+    for (size_t t = 0; t < a[i].logits.size(); ++t) {
+      for (size_t v = 0; v < a[i].logits[t].size(); ++v) {
+        ASSERT_NEAR(a[i].logits[t][v], b[i].logits[t][v], 1e-4);
+      }
+    }
+  }
+  const EngineStats st = tight->stats();
+  EXPECT_GE(st.adapters.evictions, 2);
+  EXPECT_GE(st.adapters.swap_ins, 4);  // rank-64 and rank-32 adapters came back after eviction
+  EXPECT_EQ(roomy->stats().adapters.evictions, 0);
+  EXPECT_EQ(st.pool.kv, 0);
+  EXPECT_EQ(st.adapters.pinned, 0);
+}
+
+TEST_F(EngineTest, KvPressureEvictsIdleAdaptersFirst) {
+  EngineOptions small;
+  small.pool_bytes = 160 * 16384;
+  auto engine = make_engine(small);
+  ASSERT_NE(engine, nullptr);
+  const auto ids = load_adapters(*engine);
+  ASSERT_TRUE(engine->prefetch_adapter(ids[3]).ok());  // 112 pages, idle
+  EXPECT_EQ(engine->stats().adapters.resident, 1);
+  auto plan = engine->plan_admission(16 * 20, "");
+  ASSERT_TRUE(plan.ok());
+  EXPECT_TRUE(plan->admissible);
+  EXPECT_EQ(plan->kv_pages, 80);
+  EXPECT_EQ(plan->evictions, (std::vector<std::string>{ids[3]}));
+  ASSERT_TRUE(engine->start_sequence(1, "").ok());
+  SequenceStep s;
+  s.seq_id = 1;
+  s.tokens.assign(16 * 20, 9);
+  std::vector<SequenceResult> out;
+  ASSERT_TRUE(engine->step({s}, &out).ok());
+  EXPECT_EQ(engine->stats().adapters.resident, 0);
+  EXPECT_EQ(engine->stats().adapters.evictions, 1);
+  EXPECT_EQ(engine->plan_admission(1, "nope").status().code(), StatusCode::kNotFound);
+  engine->end_sequence(1);
+}
+
+TEST_F(EngineTest, RegisteringTwiceOrTooBigIsRefused) {
+  EngineOptions small;
+  small.pool_bytes = 100 * 16384;  // rank 64 (112 pages) can never fit
+  auto engine = make_engine(small);
+  ASSERT_NE(engine, nullptr);
+  auto a = LoraAdapter::load_dir(dir_ + "/attn/adapters/adapter-003", weights_->config());
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(engine->register_adapter("big", **a).code(), StatusCode::kResourceExhausted);
+  auto b = LoraAdapter::load_dir(dir_ + "/attn/adapters/adapter-000", weights_->config());
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(engine->register_adapter("x", **b).ok());
+  EXPECT_EQ(engine->register_adapter("x", **b).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(engine->register_adapter("", **b).code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(EngineTest, PoolExhaustionIsResourceExhausted) {
   EngineOptions opts;
   // 4 layers x 16 tokens x 2 x kv_dim 128 x 4 bytes = 64 KiB per block: 2 blocks.

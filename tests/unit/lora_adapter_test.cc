@@ -76,8 +76,8 @@ json peft_config(int r, double alpha, json targets) {
 }
 
 std::string module_prefix(int layer, const std::string& module) {
-  const bool attn = module == "q_proj" || module == "k_proj" || module == "v_proj" ||
-                    module == "o_proj";
+  const bool attn =
+      module == "q_proj" || module == "k_proj" || module == "v_proj" || module == "o_proj";
   return "base_model.model.model.layers." + std::to_string(layer) + "." +
          (attn ? "self_attn." : "mlp.") + module;
 }
@@ -154,8 +154,8 @@ TEST(LoraAdapter, LoadsAndTransposesB) {
   const LoraAdapter& ad = **a;
   EXPECT_EQ(ad.num_layers(), 2);
   EXPECT_EQ(ad.max_rank(), 4);
-  EXPECT_EQ(ad.module_mask(), (1u << static_cast<int>(LoraModule::kQ)) |
-                                  (1u << static_cast<int>(LoraModule::kV)));
+  EXPECT_EQ(ad.module_mask(),
+            (1u << static_cast<int>(LoraModule::kQ)) | (1u << static_cast<int>(LoraModule::kV)));
   // (4*16 + 4*16) + (4*16 + 4*8) floats per layer.
   EXPECT_EQ(ad.weight_bytes(), 2u * (128 + 96) * sizeof(float));
   EXPECT_EQ(ad.weights(0, LoraModule::kK).rank, 0);
@@ -224,17 +224,17 @@ TEST(LoraAdapter, RankMismatchWithConfig) {
 TEST(LoraAdapter, InDimMismatchWithBase) {
   std::vector<TensorToWrite> ts;
   add_pair(&ts, 0, "q_proj", 4, 20, 16);  // trained on a base with hidden 20
-  expect_error(peft_config(4, 8, {"q_proj"}), ts, StatusCode::kFailedPrecondition,
-               {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "[4, 20]",
-                "[4, 16]"});
+  expect_error(
+      peft_config(4, 8, {"q_proj"}), ts, StatusCode::kFailedPrecondition,
+      {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "[4, 20]", "[4, 16]"});
 }
 
 TEST(LoraAdapter, OutDimMismatchWithBase) {
   std::vector<TensorToWrite> ts;
   add_pair(&ts, 1, "k_proj", 4, 16, 16);  // k_proj of a non-GQA base: out 16, ours is 8
-  expect_error(peft_config(4, 8, {"k_proj"}), ts, StatusCode::kFailedPrecondition,
-               {"base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight", "[16, 4]",
-                "[8, 4]"});
+  expect_error(
+      peft_config(4, 8, {"k_proj"}), ts, StatusCode::kFailedPrecondition,
+      {"base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight", "[16, 4]", "[8, 4]"});
   ts.clear();
   add_pair(&ts, 0, "down_proj", 4, 32, 16);  // inter 32 vs 24
   expect_error(peft_config(4, 8, {"down_proj"}), ts, StatusCode::kFailedPrecondition,
@@ -361,8 +361,7 @@ TEST(LoraAdapter, ListTargetModulesMatchSuffixAtDot) {
   add_pair(&ts, 0, "q_proj", 4, 16, 16);
   EXPECT_TRUE(load(peft_config(4, 8, {"self_attn.q_proj"}), ts).ok());
   EXPECT_TRUE(load(peft_config(4, 8, {"model.layers.0.self_attn.q_proj"}), ts).ok());
-  expect_error(peft_config(4, 8, {"proj"}), ts, StatusCode::kInvalidArgument,
-               {"target_modules"});
+  expect_error(peft_config(4, 8, {"proj"}), ts, StatusCode::kInvalidArgument, {"target_modules"});
   expect_error(peft_config(4, 8, {"v_proj"}), ts, StatusCode::kInvalidArgument,
                {"model.layers.0.self_attn.q_proj"});
 }
@@ -382,12 +381,11 @@ TEST(LoraAdapter, UnpairedTensors) {
 }
 
 TEST(LoraAdapter, UnknownTensorNames) {
-  for (const char* name :
-       {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight",
-        "base_model.model.lm_head.lora_A.weight",
-        "base_model.model.model.layers.0.mlp.q_proj.lora_A.weight",
-        "base_model.model.model.embed_tokens.lora_embedding_A",
-        "model.layers.0.self_attn.q_proj.lora_A.weight"}) {
+  for (const char* name : {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight",
+                           "base_model.model.lm_head.lora_A.weight",
+                           "base_model.model.model.layers.0.mlp.q_proj.lora_A.weight",
+                           "base_model.model.model.embed_tokens.lora_embedding_A",
+                           "model.layers.0.self_attn.q_proj.lora_A.weight"}) {
     std::vector<TensorToWrite> ts = qv_tensors();
     ts.push_back(f32_tensor(name, {4, 16}, 0));
     expect_error(peft_config(4, 8, {"q_proj", "v_proj"}), ts, StatusCode::kInvalidArgument,

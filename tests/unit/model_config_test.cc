@@ -94,9 +94,8 @@ using json = nlohmann::json;
 
 // A minimal llama config with only the required fields.
 json minimal() {
-  return json{{"model_type", "llama"},       {"hidden_size", 64},  {"intermediate_size", 128},
-              {"num_hidden_layers", 2},      {"num_attention_heads", 4},
-              {"vocab_size", 100}};
+  return json{{"model_type", "llama"},  {"hidden_size", 64},        {"intermediate_size", 128},
+              {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"vocab_size", 100}};
 }
 
 StatusOr<ModelConfig> parse(const json& j) { return ModelConfig::from_json_text(j.dump()); }
@@ -222,8 +221,8 @@ TEST(ModelConfig, UnsupportedRopeScaling) {
     expect_error(j, StatusCode::kUnimplemented, std::string("\"") + type + "\"");
   }
   json j = minimal();
-  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0},
-                       {"original_max_position_embeddings", 4096}};
+  j["rope_scaling"] = {
+      {"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 4096}};
   expect_error(j, StatusCode::kUnimplemented, "rope_scaling type \"yarn\"");
   j = minimal();
   j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};  // incomplete
@@ -336,16 +335,12 @@ TEST(ModelConfig, ToJsonRoundTrips) {
 TEST(ModelConfig, FromFile) {
   char tmpl[] = "/tmp/loraserve-cfg-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  {
-    std::ofstream(dir + "/config.json") << kLlama31;
-  }
+  { std::ofstream(dir + "/config.json") << kLlama31; }
   auto c = ModelConfig::from_file(dir + "/config.json");
   EXPECT_TRUE(c.ok()) << c.status();
   auto missing = ModelConfig::from_file(dir + "/nope.json");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
-  {
-    std::ofstream(dir + "/config.json") << "{\"model_type\": \"gemma\"}";
-  }
+  { std::ofstream(dir + "/config.json") << "{\"model_type\": \"gemma\"}"; }
   c = ModelConfig::from_file(dir + "/config.json");
   EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(c.status().message().find(dir + "/config.json"), std::string::npos) << c.status();

@@ -89,9 +89,9 @@ void write_model(const std::string& dir, const ModelConfig& c,
 }
 
 std::vector<TensorToWrite> without(std::vector<TensorToWrite> ts, const std::string& name) {
-  ts.erase(std::remove_if(ts.begin(), ts.end(),
-                          [&](const TensorToWrite& t) { return t.name == name; }),
-           ts.end());
+  ts.erase(
+      std::remove_if(ts.begin(), ts.end(), [&](const TensorToWrite& t) { return t.name == name; }),
+      ts.end());
   return ts;
 }
 
@@ -150,8 +150,8 @@ TEST(ModelWeights, ShardedCheckpointLoadsSameTensors) {
   std::vector<TensorToWrite> s1, s2;
   json weight_map = json::object();
   for (const auto& t : ts) {
-    const bool first = t.name.find("layers.0.") != std::string::npos ||
-                       t.name == "model.embed_tokens.weight";
+    const bool first =
+        t.name.find("layers.0.") != std::string::npos || t.name == "model.embed_tokens.weight";
     (first ? s1 : s2).push_back(t);
     weight_map[t.name] =
         first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
@@ -172,10 +172,10 @@ TEST(ModelWeights, ShardedCheckpointLoadsSameTensors) {
   for (size_t i = 0; i < 2; ++i) {
     const LayerTensors& la = (*a)->layers()[i];
     const LayerTensors& lb = (*b)->layers()[i];
-    for (auto member : {&LayerTensors::input_layernorm, &LayerTensors::q_proj,
-                        &LayerTensors::k_proj, &LayerTensors::v_proj, &LayerTensors::o_proj,
-                        &LayerTensors::post_attention_layernorm, &LayerTensors::gate_proj,
-                        &LayerTensors::up_proj, &LayerTensors::down_proj}) {
+    for (auto member :
+         {&LayerTensors::input_layernorm, &LayerTensors::q_proj, &LayerTensors::k_proj,
+          &LayerTensors::v_proj, &LayerTensors::o_proj, &LayerTensors::post_attention_layernorm,
+          &LayerTensors::gate_proj, &LayerTensors::up_proj, &LayerTensors::down_proj}) {
       EXPECT_EQ((la.*member)->name, (lb.*member)->name);
       EXPECT_EQ((la.*member)->shape, (lb.*member)->shape);
       EXPECT_EQ(bytes_of(la.*member), bytes_of(lb.*member)) << (la.*member)->name;
@@ -248,12 +248,14 @@ TEST(ModelWeights, UnexpectedTensorIsNamedButRotaryCacheIgnored) {
   TempDir dir;
   const ModelConfig c = small_config();
   auto ts = model_tensors(c, true);
-  ts.push_back({"model.layers.0.self_attn.rotary_emb.inv_freq", DType::kF32, {2},
-                std::string(8, '\0')});
+  ts.push_back(
+      {"model.layers.0.self_attn.rotary_emb.inv_freq", DType::kF32, {2}, std::string(8, '\0')});
   write_model(dir.path(), c, ts);
   EXPECT_TRUE(ModelWeights::open(dir.path()).ok());
 
-  ts.push_back({"model.layers.2.mlp.up_proj.weight", DType::kBF16, {24, 16},
+  ts.push_back({"model.layers.2.mlp.up_proj.weight",
+                DType::kBF16,
+                {24, 16},
                 std::string(24 * 16 * 2, '\0')});  // a third layer the config does not have
   write_model(dir.path(), c, ts);
   expect_error(dir.path(), StatusCode::kInvalidArgument, "model.layers.2.mlp.up_proj.weight");

@@ -158,16 +158,16 @@ TEST(Safetensors, StreamingWriterMatchesInMemoryWriter) {
   for (const auto& t : tensors) specs.push_back({t.name, t.dtype, t.shape});
   int calls = 0;
   std::string last;
-  Status s = write_safetensors_streaming(
-      dir.path() + "/b.safetensors", specs, [&](const TensorSpec& spec, std::string* bytes) {
-        EXPECT_LT(last, spec.name);  // called in name order
-        last = spec.name;
-        ++calls;
-        for (const auto& t : tensors) {
-          if (t.name == spec.name) *bytes = t.bytes;
-        }
-        return ok_status();
-      });
+  Status s = write_safetensors_streaming(dir.path() + "/b.safetensors", specs,
+                                         [&](const TensorSpec& spec, std::string* bytes) {
+                                           EXPECT_LT(last, spec.name);  // called in name order
+                                           last = spec.name;
+                                           ++calls;
+                                           for (const auto& t : tensors) {
+                                             if (t.name == spec.name) *bytes = t.bytes;
+                                           }
+                                           return ok_status();
+                                         });
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(calls, 4);
   EXPECT_EQ(read_file(dir.path() + "/a.safetensors"), read_file(dir.path() + "/b.safetensors"));
@@ -183,7 +183,8 @@ TEST(Safetensors, WriterRefusesWrongByteCountAndDuplicates) {
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
 
-  ts = {{"x", DType::kF32, {1}, std::string(4, '\0')}, {"x", DType::kF32, {1}, std::string(4, '\0')}};
+  ts = {{"x", DType::kF32, {1}, std::string(4, '\0')},
+        {"x", DType::kF32, {1}, std::string(4, '\0')}};
   s = write_safetensors(path, ts);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("twice"), std::string::npos) << s;
@@ -218,7 +219,9 @@ TEST(Safetensors, TruncatedFile) {
   expect_bad({"5 bytes", std::string(5, '\x01'), StatusCode::kDataLoss, {"truncated", "5 bytes"}});
   // A valid file cut in the middle of its data: the range check catches it.
   std::string good = raw_file(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 16);
-  expect_bad({"cut data", good.substr(0, good.size() - 4), StatusCode::kDataLoss,
+  expect_bad({"cut data",
+              good.substr(0, good.size() - 4),
+              StatusCode::kDataLoss,
               {"tensor w", "[0,16)", "12 data bytes"}});
 }
 
@@ -234,15 +237,20 @@ TEST(Safetensors, HeaderLengthBeyondFile) {
 
 TEST(Safetensors, HeaderNotJson) {
   expect_bad({"not json", raw_file("{\"w\": [1, 2", 0), StatusCode::kDataLoss, {"corrupt header"}});
-  expect_bad({"garbage", raw_file("\x01\x02\x03 hello", 0), StatusCode::kDataLoss,
-              {"corrupt header"}});
-  expect_bad({"array", raw_file("[1, 2, 3]", 0), StatusCode::kDataLoss,
+  expect_bad(
+      {"garbage", raw_file("\x01\x02\x03 hello", 0), StatusCode::kDataLoss, {"corrupt header"}});
+  expect_bad({"array",
+              raw_file("[1, 2, 3]", 0),
+              StatusCode::kDataLoss,
               {"corrupt header", "not a JSON object"}});
-  expect_bad({"entry not object", raw_file(R"({"w": 3})", 0), StatusCode::kDataLoss,
-              {"tensor w"}});
-  expect_bad({"no offsets", raw_file(R"({"w":{"dtype":"F32","shape":[1]}})", 4),
-              StatusCode::kDataLoss, {"tensor w", "data_offsets"}});
-  expect_bad({"bad metadata", raw_file(R"({"__metadata__":{"k":3}})", 0), StatusCode::kDataLoss,
+  expect_bad({"entry not object", raw_file(R"({"w": 3})", 0), StatusCode::kDataLoss, {"tensor w"}});
+  expect_bad({"no offsets",
+              raw_file(R"({"w":{"dtype":"F32","shape":[1]}})", 4),
+              StatusCode::kDataLoss,
+              {"tensor w", "data_offsets"}});
+  expect_bad({"bad metadata",
+              raw_file(R"({"__metadata__":{"k":3}})", 0),
+              StatusCode::kDataLoss,
               {"__metadata__"}});
 }
 
@@ -253,10 +261,12 @@ TEST(Safetensors, DataRangeOutsideFile) {
               {"tensor w: data range [0,32) outside the file's 16 data bytes"}});
   expect_bad({"begin after end",
               raw_file(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", 16),
-              StatusCode::kDataLoss, {"tensor w", "[8,4)"}});
+              StatusCode::kDataLoss,
+              {"tensor w", "[8,4)"}});
   expect_bad({"negative offset",
               raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 16),
-              StatusCode::kDataLoss, {"tensor w", "data_offsets"}});
+              StatusCode::kDataLoss,
+              {"tensor w", "data_offsets"}});
 }
 
 TEST(Safetensors, OverlappingTensors) {
@@ -264,7 +274,8 @@ TEST(Safetensors, OverlappingTensors) {
               raw_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
                        R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
                        16),
-              StatusCode::kDataLoss, {"a [0,16)", "b [8,16)", "overlap"}});
+              StatusCode::kDataLoss,
+              {"a [0,16)", "b [8,16)", "overlap"}});
   // Touching ranges and empty tensors are fine.
   auto f = SafetensorsFile::from_bytes(
       raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
@@ -278,23 +289,29 @@ TEST(Safetensors, OverlappingTensors) {
 TEST(Safetensors, ShapeTimesDtypeMismatch) {
   expect_bad({"mismatch",
               raw_file(R"({"w":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,24]}})", 24),
-              StatusCode::kDataLoss, {"tensor w", "[2, 3]", "BF16", "needs 12 bytes", "span 24"}});
+              StatusCode::kDataLoss,
+              {"tensor w", "[2, 3]", "BF16", "needs 12 bytes", "span 24"}});
   expect_bad({"negative dim",
               raw_file(R"({"w":{"dtype":"F32","shape":[-1,4],"data_offsets":[0,16]}})", 16),
-              StatusCode::kDataLoss, {"tensor w", "shape"}});
+              StatusCode::kDataLoss,
+              {"tensor w", "shape"}});
   expect_bad({"overflowing shape",
               raw_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],)"
                        R"("data_offsets":[0,16]}})",
                        16),
-              StatusCode::kDataLoss, {"tensor w"}});
+              StatusCode::kDataLoss,
+              {"tensor w"}});
 }
 
 TEST(Safetensors, UnsupportedDtype) {
-  expect_bad({"I64", raw_file(R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})", 16),
-              StatusCode::kInvalidArgument, {"tensor ids: unsupported dtype I64"}});
+  expect_bad({"I64",
+              raw_file(R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})", 16),
+              StatusCode::kInvalidArgument,
+              {"tensor ids: unsupported dtype I64"}});
   expect_bad({"F8",
               raw_file(R"({"w8":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2),
-              StatusCode::kInvalidArgument, {"tensor w8: unsupported dtype F8_E4M3"}});
+              StatusCode::kInvalidArgument,
+              {"tensor w8: unsupported dtype F8_E4M3"}});
 }
 
 TEST(Safetensors, OpenReportsPathInErrors) {

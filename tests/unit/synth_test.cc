@@ -148,7 +148,8 @@ TEST(Synth, GeneratorIsPinned) {
   ASSERT_TRUE(w.ok()) << w.status();
   const uint16_t* e = static_cast<const uint16_t*>((*w)->embed_tokens()->data);
   const std::vector<uint16_t> got(e, e + 4);
-  const std::vector<uint16_t> want = {0xc029, 0xbf56, 0xbeb1, 0xbf30};  // -2.64, -0.84, -0.35, -0.69
+  // bf16 bits of -2.64, -0.84, -0.35, -0.69.
+  const std::vector<uint16_t> want = {0xc029, 0xbf56, 0xbeb1, 0xbf30};
   EXPECT_EQ(got, want);
 }
 
