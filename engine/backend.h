@@ -114,6 +114,9 @@ class Backend : public PoolWriter {
   virtual StatusOr<Tensor> allocate_activation(int64_t rows, int64_t cols) = 0;
   // Host memory for adapter images (cuda: pinned, for asynchronous copies).
   virtual HostAllocator host_allocator() const = 0;
+  // Memory the pool could take: free device memory (cuda) or available
+  // host memory (cpu), before init().
+  virtual int64_t available_memory_bytes() const = 0;
 
   // --- one step ---
   virtual Status begin_step(const StepPlan& plan) = 0;
@@ -142,6 +145,10 @@ class Backend : public PoolWriter {
   // the logits to the host too when `want_logits`.
   virtual Status sample(const Tensor& logits, bool want_logits, SampleResult* out) = 0;
 };
+
+// Pool size for a command's --pool-mb / --pool-fraction: `pool_mb` MiB
+// when positive, else `fraction` of the backend's available memory.
+StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, double fraction);
 
 // "cpu" always; "cuda" when built with CUDA and a device is present; "auto"
 // picks cuda when available, else cpu.

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <unordered_map>
 
 #include "engine/backend.h"
@@ -201,6 +203,17 @@ class CpuBackend final : public Backend {
   }
 
   HostAllocator host_allocator() const override { return HostAllocator::malloc_allocator(); }
+
+  int64_t available_memory_bytes() const override {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    int64_t kb = 0;
+    std::string unit;
+    while (meminfo >> key >> kb >> unit) {
+      if (key == "MemAvailable:") return kb * 1024;
+    }
+    return 0;
+  }
 
   Status write_pages(const std::vector<int32_t>& pages, const void* src, size_t bytes) override {
     if (pool_ == nullptr) return failed_precondition("cpu backend: pool not initialised");

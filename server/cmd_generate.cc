@@ -30,6 +30,9 @@ struct GenerateFlags {
   std::string logits_out;
   std::string backend = "auto";
   int64_t pool_mb = 0;
+  double pool_fraction = 0.1;
+  int32_t kv_page_tokens = 16;
+  bool stats = false;
 };
 
 int fail(const Status& s) {
@@ -55,16 +58,10 @@ int run_generate(const GenerateFlags& f) {
   const int64_t tokens = static_cast<int64_t>(f.prompt_ids.size()) + f.max_new_tokens;
   opts.max_batch_tokens = static_cast<int32_t>(std::max<int64_t>(tokens, 16));
   opts.max_batch_seqs = 1;
-  if (f.pool_mb > 0) {
-    opts.pool_bytes = f.pool_mb << 20;
-  } else {
-    // Enough for this one sequence's KV and the adapter, plus slack for
-    // partly filled pages.
-    const int64_t per_token = 2 * config.kv_dim() * config.num_hidden_layers * 4;
-    const int64_t kv = (tokens + 2 * opts.kv_page_tokens) * per_token;
-    const int64_t lora = adapter ? static_cast<int64_t>(adapter->weight_bytes()) * 5 / 4 : 0;
-    opts.pool_bytes = std::max<int64_t>(8ll << 20, kv + lora);
-  }
+  auto pool_bytes = choose_pool_bytes(**backend, f.pool_mb, f.pool_fraction);
+  if (!pool_bytes.ok()) return fail(pool_bytes.status());
+  opts.pool_bytes = *pool_bytes;
+  opts.kv_page_tokens = f.kv_page_tokens;
   auto engine = Engine::create(**weights, std::move(*backend), opts);
   if (!engine.ok()) return fail(engine.status());
 
@@ -95,6 +92,17 @@ int run_generate(const GenerateFlags& f) {
                 static_cast<std::streamsize>(row.size() * sizeof(float)));
     }
     if (!out) return fail(internal_error("cannot write " + f.logits_out));
+  }
+  if (f.stats) {
+    const EngineStats st = (*engine)->stats();
+    nlohmann::json j;
+    j["page_bytes"] = st.page_bytes;
+    j["pages"] = {{"total", st.pool.total}, {"free", st.pool.free}, {"kv", st.pool.kv},
+                  {"adapter", st.pool.adapter}};
+    j["adapters"] = {{"registered", st.registered_adapters}, {"resident", st.adapters.resident},
+                     {"swap_ins", st.adapters.swap_ins}, {"evictions", st.adapters.evictions},
+                     {"bytes_copied", st.adapters.bytes_copied}};
+    std::fprintf(stderr, "%s\n", j.dump().c_str());
   }
   if (f.json) {
     nlohmann::json j;
@@ -132,8 +140,16 @@ void add_generate_command(CLI::App& app, Runner* runner) {
   cmd->add_option("--logits-out", f->logits_out,
                   "Write the logits of every step as raw little-endian f32 [steps, vocab]");
   cmd->add_option("--backend", f->backend, "auto | cpu | cuda")->capture_default_str();
-  cmd->add_option("--pool-mb", f->pool_mb, "Page pool size in MiB (default: what the prompt needs)")
+  cmd->add_option("--pool-mb", f->pool_mb,
+                  "Unified page pool (KV cache + adapters) in MiB; overrides --pool-fraction")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--pool-fraction", f->pool_fraction,
+                  "Pool size as a fraction of free device memory (cuda) or available host memory (cpu)")
+      ->capture_default_str();
+  cmd->add_option("--kv-page-tokens", f->kv_page_tokens, "Tokens per KV page")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_flag("--stats", f->stats, "Print pool and adapter-cache statistics as JSON on stderr");
   cmd->callback([f, runner]() { *runner = [f]() { return run_generate(*f); }; });
 }
 
