@@ -65,6 +65,7 @@ inline Status unimplemented(std::string m) { return Status(StatusCode::kUnimplem
 inline Status internal_error(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
 inline Status data_loss(std::string m) { return Status(StatusCode::kDataLoss, std::move(m)); }
 inline Status out_of_range(std::string m) { return Status(StatusCode::kOutOfRange, std::move(m)); }
+inline Status unavailable_error(std::string m) { return Status(StatusCode::kUnavailable, std::move(m)); }
 inline Status permission_denied(std::string m) { return Status(StatusCode::kPermissionDenied, std::move(m)); }
 
 // Holds either a value or a non-OK Status.

@@ -158,13 +158,16 @@ Status Engine::prefetch_adapter(const std::string& id) {
 }
 
 StatusOr<AdmissionPlan> Engine::plan_admission(int64_t prompt_tokens,
-                                               const std::string& adapter_id) const {
+                                               const std::string& adapter_id,
+                                               int32_t reserved_kv_pages) const {
   std::shared_ptr<const AdapterImage> image;
   if (!adapter_id.empty()) {
     LS_ASSIGN_OR_RETURN(image, store_->get(adapter_id));
   }
   const int32_t kv_pages = kv_->pages_needed(/*seq=*/-1, prompt_tokens);
-  return cache_->plan_admission(kv_pages, image.get());
+  AdmissionPlan plan = cache_->plan_admission(kv_pages + reserved_kv_pages, image.get());
+  plan.kv_pages = kv_pages;
+  return plan;
 }
 
 Status Engine::start_sequence(int64_t seq_id, const std::string& adapter_id) {

@@ -81,11 +81,21 @@ class Engine {
   // FAILED_PRECONDITION while a sequence uses it; NOT_FOUND when unknown.
   Status unregister_adapter(const std::string& id);
   bool has_adapter(const std::string& id) const;
+  // Whether the adapter is in the page pool now.
+  bool adapter_resident(const std::string& id) const {
+    return cache_->residency(id) != Residency::kMissing;
+  }
   // Swaps a registered adapter in ahead of use, into free pages only.
   Status prefetch_adapter(const std::string& id);
   // Can a sequence with `prompt_tokens` tokens using `adapter_id` ("" for
   // none) start now, and which idle adapters would be evicted?
-  StatusOr<AdmissionPlan> plan_admission(int64_t prompt_tokens, const std::string& adapter_id) const;
+  // `reserved_kv_pages` are pages already promised to other sequences.
+  StatusOr<AdmissionPlan> plan_admission(int64_t prompt_tokens, const std::string& adapter_id,
+                                         int32_t reserved_kv_pages = 0) const;
+  // KV pages sequence `seq_id` still needs to hold `total_tokens` tokens.
+  int32_t kv_pages_needed(int64_t seq_id, int64_t total_tokens) const {
+    return kv_->pages_needed(seq_id, total_tokens);
+  }
 
   // A new, empty sequence using adapter `adapter_id` ("" for none); pins the
   // adapter in the pool (swap-in, evicting idle adapters LRU if needed).

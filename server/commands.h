@@ -14,5 +14,7 @@ using Runner = std::function<int()>;
 void add_synth_command(CLI::App& app, Runner* runner);
 // `loraserve generate`: offline generation with one model and adapter.
 void add_generate_command(CLI::App& app, Runner* runner);
+// `loraserve serve`: the gRPC server.
+void add_serve_command(CLI::App& app, Runner* runner);
 
 }  // namespace loraserve::cli

@@ -1,6 +1,7 @@
 // loraserve: multi-tenant LoRA inference server. Subcommands:
 //   synth     write a synthetic Llama model and PEFT adapters
 //   generate  run the engine offline on one prompt
+//   serve     the gRPC server
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   loraserve::cli::Runner runner;
   loraserve::cli::add_synth_command(app, &runner);
   loraserve::cli::add_generate_command(app, &runner);
+  loraserve::cli::add_serve_command(app, &runner);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("loraserve"));
   return runner ? runner() : 2;

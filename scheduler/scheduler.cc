@@ -1,0 +1,435 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace loraserve {
+
+namespace {
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+}  // namespace
+
+// The memory answer for one admission round: pages promised to requests
+// admitted earlier in the round, and to running requests whose prefill has
+// not allocated its KV yet, count as taken.
+class Scheduler::StepMemoryView final : public MemoryView {
+ public:
+  StepMemoryView(Scheduler* s, int32_t outstanding) : s_(s), promised_(outstanding) {}
+
+  bool try_admit(const Request& r) override {
+    auto plan = s_->engine_->plan_admission(r.context_len(), r.params.adapter_id, promised_);
+    if (!plan.ok() || !plan->admissible) return false;
+    // Starting the sequence pins the adapter now (swapping it in, evicting
+    // idle ones as planned), so it cannot be evicted before its first step.
+    Request& req = const_cast<Request&>(r);
+    req.seq_id = s_->next_seq_id_++;
+    Status st = s_->engine_->start_sequence(req.seq_id, r.params.adapter_id);
+    if (!st.ok()) {
+      req.seq_id = -1;
+      return false;
+    }
+    promised_ += plan->kv_pages;
+    return true;
+  }
+
+ private:
+  Scheduler* s_;
+  int32_t promised_;
+};
+
+StatusOr<std::unique_ptr<Scheduler>> Scheduler::create(Engine* engine,
+                                                       const SchedulerOptions& opts) {
+  if (engine == nullptr) return invalid_argument("scheduler: no engine");
+  auto policy = make_policy(opts.policy);
+  if (!policy) return invalid_argument("unknown scheduling policy '" + opts.policy + "' (expected fcfs)");
+  if (opts.max_batch_tokens <= 0 || opts.max_running <= 0 || opts.max_queue <= 0) {
+    return invalid_argument("scheduler: batch, running and queue limits must be positive");
+  }
+  if (opts.max_batch_tokens > engine->options().max_batch_tokens ||
+      opts.max_running > engine->options().max_batch_seqs) {
+    return invalid_argument("scheduler: limits exceed the engine's (max_batch_tokens " +
+                            std::to_string(engine->options().max_batch_tokens) + ", max_batch_seqs " +
+                            std::to_string(engine->options().max_batch_seqs) + ")");
+  }
+  return std::unique_ptr<Scheduler>(new Scheduler(engine, opts, std::move(policy)));
+}
+
+Scheduler::Scheduler(Engine* engine, const SchedulerOptions& opts,
+                     std::unique_ptr<SchedulingPolicy> policy)
+    : engine_(engine), opts_(opts), policy_(std::move(policy)) {}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Whatever was never picked up by the loop ends here.
+  std::deque<std::unique_ptr<Request>> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(incoming_);
+  }
+  for (auto& r : left) {
+    RequestEvent e;
+    e.final = true;
+    e.finish = FinishReason::kCancelled;
+    r->stream->push(std::move(e));
+  }
+}
+
+StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(const std::string& request_id,
+                                                           GenerationParams params) {
+  const ModelConfig& c = engine_->config();
+  if (params.prompt.empty()) return invalid_argument("prompt is empty");
+  for (int32_t id : params.prompt) {
+    if (id < 0 || id >= c.vocab_size) {
+      return invalid_argument("prompt token id " + std::to_string(id) +
+                              " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+    }
+  }
+  if (params.max_new_tokens == 0) params.max_new_tokens = opts_.default_max_new_tokens;
+  if (params.max_new_tokens < 0 || params.max_new_tokens > opts_.max_new_tokens_limit) {
+    return invalid_argument("max_new_tokens must be in [1, " +
+                            std::to_string(opts_.max_new_tokens_limit) + "]");
+  }
+  const int64_t total = static_cast<int64_t>(params.prompt.size()) + params.max_new_tokens;
+  if (total > c.max_position_embeddings) {
+    return invalid_argument("prompt of " + std::to_string(params.prompt.size()) + " tokens plus " +
+                            std::to_string(params.max_new_tokens) +
+                            " new tokens exceeds the model's context of " +
+                            std::to_string(c.max_position_embeddings));
+  }
+  const kernels::SamplingConfig& s = params.sampling;
+  if (!std::isfinite(s.temperature) || s.temperature < 0 || s.temperature > 100) {
+    return invalid_argument("temperature must be in [0, 100]");
+  }
+  if (!std::isfinite(s.top_p) || s.top_p < 0 || s.top_p > 1) {
+    return invalid_argument("top_p must be in [0, 1]");
+  }
+  if (s.top_k < 0) return invalid_argument("top_k must not be negative");
+  if (params.sampling.top_p == 0) params.sampling.top_p = 1.0f;  // proto default: off
+  if (params.eos_token_id < 0) params.eos_token_id = static_cast<int32_t>(c.eos_token_id);
+
+  auto r = std::make_unique<Request>();
+  r->id = request_id;
+  r->params = std::move(params);
+  r->stream = std::make_shared<RequestStream>();
+  r->arrival = Clock::now();
+  std::shared_ptr<RequestStream> stream = r->stream;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return Status(StatusCode::kUnavailable, "server is shutting down");
+    if (!r->params.adapter_id.empty() && !engine_->adapter_store().get(r->params.adapter_id).ok()) {
+      return not_found("adapter '" + r->params.adapter_id + "' is not loaded");
+    }
+    const size_t queued = incoming_.size() + static_cast<size_t>(waiting_count_.load());
+    if (queued >= static_cast<size_t>(opts_.max_queue)) {
+      return resource_exhausted("request queue is full (" + std::to_string(opts_.max_queue) +
+                                " waiting)");
+    }
+    r->arrival_seq = next_arrival_++;
+    in_flight_[r->params.adapter_id] += 1;
+    incoming_.push_back(std::move(r));
+  }
+  cv_.notify_all();
+  return stream;
+}
+
+Status Scheduler::register_adapter(const std::string& id, const LoraAdapter& adapter) {
+  std::lock_guard<std::mutex> lock(engine_mu_);
+  return engine_->register_adapter(id, adapter);
+}
+
+Status Scheduler::unregister_adapter(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = in_flight_.find(id);
+  if (it != in_flight_.end() && it->second > 0) {
+    return failed_precondition("adapter '" + id + "' is used by " + std::to_string(it->second) +
+                               " request(s) in flight; unload it when they finish");
+  }
+  std::lock_guard<std::mutex> engine_lock(engine_mu_);
+  return engine_->unregister_adapter(id);
+}
+
+std::vector<AdapterSummary> Scheduler::list_adapters() {
+  std::map<std::string, int32_t> in_flight;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight = in_flight_;
+  }
+  std::vector<AdapterSummary> out;
+  std::lock_guard<std::mutex> lock(engine_mu_);
+  for (const std::string& id : engine_->adapter_store().ids()) {
+    auto image = engine_->adapter_store().get(id);
+    if (!image.ok()) continue;
+    AdapterSummary a;
+    a.id = id;
+    a.rank = (*image)->max_rank;
+    a.target_modules = (*image)->target_modules;
+    a.bytes = (*image)->num_bytes();
+    a.resident = engine_->adapter_resident(id);
+    a.in_flight = in_flight.count(id) ? in_flight[id] : 0;
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+SchedulerStats Scheduler::stats() {
+  SchedulerStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = Clock::now();
+    while (!recent_tokens_.empty() && now - recent_tokens_.front().first > std::chrono::seconds(5)) {
+      recent_tokens_.pop_front();
+    }
+    int64_t tokens = 0;
+    for (const auto& p : recent_tokens_) tokens += p.second;
+    s.tokens_per_second = recent_tokens_.empty()
+                              ? 0.0
+                              : tokens / std::max(0.001, std::chrono::duration<double>(
+                                                            now - recent_tokens_.front().first)
+                                                            .count());
+    s.waiting = waiting_count_.load() + static_cast<int32_t>(incoming_.size());
+  }
+  s.running = running_count_.load();
+  s.completed = completed_.load();
+  s.cancelled = cancelled_.load();
+  s.failed = failed_.load();
+  s.tokens_generated = tokens_generated_.load();
+  std::lock_guard<std::mutex> lock(engine_mu_);
+  s.engine = engine_->stats();
+  s.last_batch_tokens = last_batch_tokens_;
+  s.last_batch_requests = last_batch_requests_;
+  s.steps = step_count_;
+  s.preemptions = preemptions_;
+  return s;
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    bool stopping = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (incoming_.empty() && waiting_.empty() && running_.empty() && !stopping_) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+      }
+      stopping = stopping_;
+      while (!incoming_.empty()) {
+        Request* raw = incoming_.front().get();
+        owned_[raw] = std::move(incoming_.front());
+        incoming_.pop_front();
+        waiting_.push_back(raw);
+      }
+    }
+    std::vector<std::unique_ptr<Request>> ended;
+    int32_t generated = 0;
+    {
+      std::lock_guard<std::mutex> lock(engine_mu_);
+      if (stopping) {
+        std::vector<Request*> all(running_.begin(), running_.end());
+        all.insert(all.end(), waiting_.begin(), waiting_.end());
+        for (Request* r : all) finish(r, FinishReason::kCancelled, ok_status(), &ended);
+      } else {
+        const uint64_t before = step_count_;
+        iterate(&ended);
+        if (step_count_ != before) generated = last_batch_requests_;
+      }
+      waiting_count_.store(static_cast<int32_t>(waiting_.size()));
+      running_count_.store(static_cast<int32_t>(running_.size()));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& r : ended) {
+        auto it = in_flight_.find(r->params.adapter_id);
+        if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
+      }
+      if (generated > 0) recent_tokens_.emplace_back(Clock::now(), generated);
+      while (recent_tokens_.size() > 10000) recent_tokens_.pop_front();
+      if (stopping) return;
+    }
+  }
+}
+
+void Scheduler::iterate(std::vector<std::unique_ptr<Request>>* ended) {
+  drop_cancelled(ended);
+  admit(ended);
+  run_step(ended);
+}
+
+void Scheduler::drop_cancelled(std::vector<std::unique_ptr<Request>>* ended) {
+  std::vector<Request*> gone;
+  for (Request* r : running_) if (r->stream->cancelled()) gone.push_back(r);
+  for (Request* r : waiting_) if (r->stream->cancelled()) gone.push_back(r);
+  for (Request* r : gone) finish(r, FinishReason::kCancelled, ok_status(), ended);
+}
+
+void Scheduler::admit(std::vector<std::unique_ptr<Request>>* ended) {
+  if (waiting_.empty()) return;
+  int32_t outstanding = 0;  // KV pages running prefills will still take
+  for (Request* r : running_) outstanding += engine_->kv_pages_needed(r->seq_id, r->context_len());
+  const int32_t free_slots = opts_.max_running - static_cast<int32_t>(running_.size());
+  StepMemoryView view(this, outstanding);
+  std::vector<Request*> admitted =
+      free_slots > 0 ? policy_->admit(waiting_, free_slots, view) : std::vector<Request*>{};
+  for (Request* r : admitted) {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), r));
+    r->kv_len = 0;
+    if (!r->scheduled_once) {
+      r->scheduled_once = true;
+      r->first_scheduled = Clock::now();
+    }
+    running_.push_back(r);
+  }
+  // A request that cannot fit even into an idle server never will.
+  if (running_.empty() && !waiting_.empty()) {
+    Request* head = waiting_.front();
+    auto plan = engine_->plan_admission(head->context_len(), head->params.adapter_id);
+    Status why = plan.ok() ? resource_exhausted("request needs " +
+                                                std::to_string(plan->kv_pages + plan->adapter_pages) +
+                                                " pool pages with its adapter; the pool has " +
+                                                std::to_string(engine_->stats().pool.total))
+                           : plan.status();
+    finish(head, FinishReason::kError, why, ended);
+  }
+}
+
+void Scheduler::preempt(Request* r) {
+  engine_->end_sequence(r->seq_id);
+  r->seq_id = -1;
+  r->kv_len = 0;
+  r->preemptions += 1;
+  preemptions_ += 1;
+  running_.erase(std::find(running_.begin(), running_.end(), r));
+  enqueue_waiting(r);
+}
+
+void Scheduler::enqueue_waiting(Request* r) {
+  auto pos = std::find_if(waiting_.begin(), waiting_.end(),
+                          [&](Request* w) { return w->arrival_seq > r->arrival_seq; });
+  waiting_.insert(pos, r);
+}
+
+bool Scheduler::run_step(std::vector<std::unique_ptr<Request>>* ended) {
+  while (!running_.empty()) {
+    // Decode tokens first (one each), then prefill chunks in arrival order.
+    std::vector<Request*> order = running_;
+    std::stable_sort(order.begin(), order.end(), [](Request* a, Request* b) {
+      const bool da = a->kv_len + 1 >= a->context_len();
+      const bool db = b->kv_len + 1 >= b->context_len();
+      if (da != db) return da;
+      return a->arrival_seq < b->arrival_seq;
+    });
+    std::vector<SequenceStep> batch;
+    std::vector<Request*> who;
+    int32_t budget = opts_.max_batch_tokens;
+    for (Request* r : order) {
+      if (budget <= 0) break;
+      const int64_t remaining = r->context_len() - r->kv_len;
+      const int64_t n = std::min<int64_t>(remaining, budget);
+      SequenceStep st;
+      st.seq_id = r->seq_id;
+      st.tokens.reserve(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) st.tokens.push_back(r->context_at(r->kv_len + i));
+      st.sample = r->kv_len + n == r->context_len();
+      st.sampling = r->params.sampling;
+      st.step = r->generated.size();
+      budget -= static_cast<int32_t>(n);
+      batch.push_back(std::move(st));
+      who.push_back(r);
+    }
+    std::vector<SequenceResult> results;
+    Status s = engine_->step(batch, &results);
+    if (s.code() == StatusCode::kResourceExhausted) {
+      if (running_.size() == 1) {
+        finish(running_.front(), FinishReason::kError,
+               s.with_context("the pool cannot hold this request's KV cache"), ended);
+        return false;
+      }
+      preempt(policy_->preempt_victim(running_));
+      continue;
+    }
+    if (!s.ok()) {
+      for (Request* r : who) finish(r, FinishReason::kError, s, ended);
+      return false;
+    }
+    step_count_ += 1;
+    last_batch_requests_ = 0;
+    last_batch_tokens_ = 0;
+    const auto now = Clock::now();
+    for (size_t i = 0; i < who.size(); ++i) {
+      Request* r = who[i];
+      r->kv_len += static_cast<int64_t>(batch[i].tokens.size());
+      last_batch_tokens_ += static_cast<int32_t>(batch[i].tokens.size());
+      if (!results[i].sampled) continue;
+      last_batch_requests_ += 1;
+      const int32_t token = results[i].token;
+      if (r->generated.empty()) r->first_token = now;
+      r->generated.push_back(token);
+      RequestEvent e;
+      e.tokens = {token};
+      e.logprobs = {results[i].logprob};
+      r->stream->push(std::move(e));
+      const GenerationParams& p = r->params;
+      const bool stop = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) !=
+                            p.stop_token_ids.end() ||
+                        (!p.ignore_eos && p.eos_token_id >= 0 && token == p.eos_token_id);
+      if (stop) {
+        finish(r, FinishReason::kStop, ok_status(), ended);
+      } else if (static_cast<int32_t>(r->generated.size()) >= p.max_new_tokens) {
+        finish(r, FinishReason::kLength, ok_status(), ended);
+      }
+    }
+    return true;
+  }
+  return false;
+}
+
+void Scheduler::finish(Request* r, FinishReason why, const Status& error,
+                       std::vector<std::unique_ptr<Request>>* ended) {
+  if (r->seq_id >= 0) engine_->end_sequence(r->seq_id);
+  r->seq_id = -1;
+  auto run_it = std::find(running_.begin(), running_.end(), r);
+  if (run_it != running_.end()) running_.erase(run_it);
+  auto wait_it = std::find(waiting_.begin(), waiting_.end(), r);
+  if (wait_it != waiting_.end()) waiting_.erase(wait_it);
+
+  const auto now = Clock::now();
+  RequestEvent e;
+  e.final = true;
+  e.finish = why;
+  e.error = error;
+  e.prompt_tokens = static_cast<int32_t>(r->params.prompt.size());
+  e.completion_tokens = static_cast<int32_t>(r->generated.size());
+  e.queue_ms = r->scheduled_once ? ms_between(r->arrival, r->first_scheduled) : ms_between(r->arrival, now);
+  e.ttft_ms = r->generated.empty() ? 0.0 : ms_between(r->arrival, r->first_token);
+  e.total_ms = ms_between(r->arrival, now);
+  r->stream->push(std::move(e));
+
+  auto it = owned_.find(r);
+  if (it != owned_.end()) {
+    ended->push_back(std::move(it->second));
+    owned_.erase(it);
+  }
+  switch (why) {
+    case FinishReason::kCancelled: cancelled_ += 1; break;
+    case FinishReason::kError: failed_ += 1; break;
+    default: completed_ += 1; break;
+  }
+  tokens_generated_ += r->generated.size();
+}
+
+}  // namespace loraserve

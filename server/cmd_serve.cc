@@ -1,0 +1,184 @@
+// `loraserve serve`: the gRPC server. Start-up loads the model onto the
+// backend, sizes the page pool, starts the scheduler and listens; SIGTERM or
+// SIGINT stops accepting, gives in-flight requests a grace period, then
+// cancels what is left and exits 0.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "engine/engine.h"
+#include "engine/model_weights.h"
+#include "scheduler/scheduler.h"
+#include "server/adapter_loader.h"
+#include "server/commands.h"
+#include "server/service.h"
+
+namespace loraserve::cli {
+
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+struct ServeFlags {
+  std::string model;
+  std::string adapter_root;
+  std::string preload_adapters;
+  std::string listen = "127.0.0.1:50051";
+  std::string port_file;
+  std::string backend = "auto";
+  double pool_fraction = 0.1;
+  int64_t pool_mb = 0;
+  int32_t kv_page_tokens = 16;
+  int32_t max_batch_tokens = 512;
+  int32_t max_running = 64;
+  int32_t max_queue = 1024;
+  std::string policy = "fcfs";
+  double shutdown_grace_s = 10.0;
+  int64_t max_upload_mb = 4096;
+  std::string log_level = "info";
+};
+
+int fail(const Status& s) {
+  spdlog::error("{}", s.to_string());
+  return 1;
+}
+
+Status preload(Scheduler& scheduler, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return not_found("--preload-adapters: no directory " + dir);
+  std::vector<fs::path> dirs;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_directory() && fs::exists(entry.path() / "adapter_config.json")) {
+      dirs.push_back(entry.path());
+    }
+  }
+  std::sort(dirs.begin(), dirs.end());
+  for (const fs::path& p : dirs) {
+    const std::string id = p.filename().string();
+    LS_RETURN_IF_ERROR(validate_adapter_id(id).with_context("preloading " + p.string()));
+    auto adapter = load_adapter_dir(p.string(), scheduler.model_config());
+    if (!adapter.ok()) return adapter.status().with_context("preloading " + p.string());
+    LS_RETURN_IF_ERROR(scheduler.register_adapter(id, **adapter));
+  }
+  spdlog::info("preloaded {} adapter(s) from {}", dirs.size(), dir);
+  return ok_status();
+}
+
+int run_serve(const ServeFlags& f) {
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  auto weights = ModelWeights::open(f.model);
+  if (!weights.ok()) return fail(weights.status().with_context("loading model " + f.model));
+  auto backend = create_backend(f.backend);
+  if (!backend.ok()) return fail(backend.status());
+  const std::string backend_name = (*backend)->name();
+  auto pool_bytes = choose_pool_bytes(**backend, f.pool_mb, f.pool_fraction);
+  if (!pool_bytes.ok()) return fail(pool_bytes.status());
+
+  EngineOptions eo;
+  eo.pool_bytes = *pool_bytes;
+  eo.kv_page_tokens = f.kv_page_tokens;
+  eo.max_batch_tokens = f.max_batch_tokens;
+  eo.max_batch_seqs = f.max_running;
+  auto engine = Engine::create(**weights, std::move(*backend), eo);
+  if (!engine.ok()) return fail(engine.status());
+  weights->reset();  // the backend holds its own copy of the weights now
+
+  SchedulerOptions so;
+  so.max_batch_tokens = f.max_batch_tokens;
+  so.max_running = f.max_running;
+  so.max_queue = f.max_queue;
+  so.policy = f.policy;
+  auto scheduler = Scheduler::create(engine->get(), so);
+  if (!scheduler.ok()) return fail(scheduler.status());
+  (*scheduler)->start();
+  if (!f.preload_adapters.empty()) {
+    Status s = preload(**scheduler, f.preload_adapters);
+    if (!s.ok()) return fail(s);
+  }
+
+  ServiceOptions svc_opts;
+  svc_opts.adapter_root = f.adapter_root;
+  svc_opts.max_upload_bytes = f.max_upload_mb << 20;
+  svc_opts.backend_name = backend_name;
+  LoraServeService service(scheduler->get(), svc_opts);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(f.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) return fail(unavailable_error("cannot listen on " + f.listen));
+
+  const EngineStats st = (*engine)->stats();
+  spdlog::info("loraserve listening on {} (port {}), backend {}, pool {} pages of {} bytes",
+               f.listen, port, backend_name, st.pool.total, st.page_bytes);
+  if (f.adapter_root.empty()) spdlog::info("no --adapter-root: adapters load by upload only");
+  if (!f.port_file.empty()) {
+    std::ofstream(f.port_file) << port << "\n";
+  }
+
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  while (g_signal.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+
+  spdlog::info("signal {}: draining for up to {:.1f} s", g_signal.load(), f.shutdown_grace_s);
+  server->GetHealthCheckService()->SetServingStatus(false);
+  const auto deadline = std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(f.shutdown_grace_s * 1000));
+  server->Shutdown(deadline);
+  (*scheduler)->stop();
+  server->Wait();
+  spdlog::info("loraserve stopped");
+  return 0;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, Runner* runner) {
+  auto f = std::make_shared<ServeFlags>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve the model and its adapters over gRPC");
+  cmd->add_option("--model", f->model, "HF model directory")->required();
+  cmd->add_option("--adapter-root", f->adapter_root,
+                  "Directory LoadAdapter paths are relative to (nothing outside it is read)");
+  cmd->add_option("--preload-adapters", f->preload_adapters,
+                  "Register every adapter directory inside DIR at start (id = directory name)");
+  cmd->add_option("--listen", f->listen, "host:port to listen on (port 0 picks a free one)")
+      ->capture_default_str();
+  cmd->add_option("--port-file", f->port_file, "Write the bound port to this file once listening");
+  cmd->add_option("--backend", f->backend, "auto | cpu | cuda")->capture_default_str();
+  cmd->add_option("--pool-fraction", f->pool_fraction,
+                  "Page pool as a fraction of free device memory (cuda) or available host memory (cpu)")
+      ->capture_default_str();
+  cmd->add_option("--pool-mb", f->pool_mb, "Page pool in MiB; overrides --pool-fraction")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kv-page-tokens", f->kv_page_tokens, "Tokens per KV page")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--max-batch-tokens", f->max_batch_tokens,
+                  "Token budget of one step (decode tokens + prefill chunks)")
+      ->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  cmd->add_option("--max-running", f->max_running, "Requests in the running batch")
+      ->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  cmd->add_option("--max-queue", f->max_queue, "Waiting requests before RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1, 1 << 24))->capture_default_str();
+  cmd->add_option("--policy", f->policy, "Scheduling policy: fcfs")->capture_default_str();
+  cmd->add_option("--shutdown-grace-s", f->shutdown_grace_s,
+                  "Seconds in-flight requests get to finish after SIGTERM")
+      ->capture_default_str();
+  cmd->add_option("--max-upload-mb", f->max_upload_mb, "Largest adapter upload")->capture_default_str();
+  cmd->add_option("--log-level", f->log_level, "trace|debug|info|warn|error")->capture_default_str();
+  cmd->callback([f, runner]() { *runner = [f]() { return run_serve(*f); }; });
+}
+
+}  // namespace loraserve::cli
