@@ -268,8 +268,12 @@ Status Engine::reserve_kv(const std::vector<SequenceStep>& batch) {
   for (const SequenceStep& s : batch) {
     need += kv_->pages_needed(s.seq_id, seqs_.at(s.seq_id).length + static_cast<int64_t>(s.tokens.size()));
   }
-  // KV pressure evicts idle adapters before anything fails.
-  if (need > pool_->num_free()) cache_->make_free(need);
+  // KV pressure evicts idle adapters before anything fails, but only when
+  // that makes the step fit: otherwise the caller preempts instead and the
+  // cached adapters stay.
+  if (need > pool_->num_free() && need <= pool_->num_free() + cache_->evictable_pages()) {
+    cache_->make_free(need);
+  }
   for (const SequenceStep& s : batch) {
     const int64_t total = seqs_.at(s.seq_id).length + static_cast<int64_t>(s.tokens.size());
     LS_RETURN_IF_ERROR(kv_->ensure_capacity(s.seq_id, total));

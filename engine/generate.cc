@@ -93,7 +93,7 @@ Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
       const bool stop = std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(),
                                   out[j].token) != r.stop_token_ids.end();
       if (stop || static_cast<int32_t>(res.tokens.size()) >= r.max_new_tokens) {
-        res.finish = stop ? FinishReason::kStop : FinishReason::kLength;
+        res.finish = stop ? GenerationFinish::kStop : GenerationFinish::kLength;
         a.finished = true;
         engine.end_sequence(a.seq_id);
         --running;

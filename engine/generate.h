@@ -27,13 +27,13 @@ struct GenerationRequest {
   int32_t prefill_chunk = 0;            // prompt tokens per step; 0 = whole prompt at once
 };
 
-enum class FinishReason { kLength, kStop };
+enum class GenerationFinish { kLength, kStop };
 
 struct GenerationResult {
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;
   std::vector<std::vector<float>> logits;  // [tokens][vocab] when want_logits
-  FinishReason finish = FinishReason::kLength;
+  GenerationFinish finish = GenerationFinish::kLength;
 };
 
 Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,

@@ -23,12 +23,12 @@ int32_t KvPageTable::pages_needed(int64_t seq, int64_t num_tokens) const {
 Status KvPageTable::ensure_capacity(int64_t seq, int64_t num_tokens) {
   const int32_t need = pages_needed(seq, num_tokens);
   if (need == 0) {
-    tables_.emplace(seq, std::vector<int32_t>{});
+    tables_.try_emplace(seq);
     return ok_status();
   }
   std::vector<int32_t> fresh;
-  LS_RETURN_IF_ERROR(pool_->allocate(need, PageOwner::kKv, &fresh)
-                         .with_context("KV cache for sequence " + std::to_string(seq)));
+  Status s = pool_->allocate(need, PageOwner::kKv, &fresh);
+  if (!s.ok()) return s.with_context("KV cache for sequence " + std::to_string(seq));
   auto& table = tables_[seq];
   table.insert(table.end(), fresh.begin(), fresh.end());
   return ok_status();

@@ -42,9 +42,11 @@ Status PagePool::free(int32_t page) {
 }
 
 Status PagePool::free_all(const std::vector<int32_t>& pages) {
+  // Freed in reverse so the stack hands them out again in their old order:
+  // an adapter swapped back in gets runs of consecutive pages (fewer copies).
   Status first;
-  for (int32_t p : pages) {
-    Status s = free(p);
+  for (auto it = pages.rbegin(); it != pages.rend(); ++it) {
+    Status s = free(*it);
     if (!s.ok() && first.ok()) first = s;
   }
   return first;

@@ -84,6 +84,12 @@ void Scheduler::stop() {
     left.swap(incoming_);
   }
   for (auto& r : left) {
+    {
+      std::lock_guard<std::mutex> flight(flight_mu_);
+      auto it = in_flight_.find(r->params.adapter_id);
+      if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
+    }
+    cancelled_ += 1;
     RequestEvent e;
     e.final = true;
     e.finish = FinishReason::kCancelled;
@@ -142,7 +148,10 @@ StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(const std::string& re
                                 " waiting)");
     }
     r->arrival_seq = next_arrival_++;
-    in_flight_[r->params.adapter_id] += 1;
+    {
+      std::lock_guard<std::mutex> flight(flight_mu_);
+      in_flight_[r->params.adapter_id] += 1;
+    }
     incoming_.push_back(std::move(r));
   }
   cv_.notify_all();
@@ -155,11 +164,16 @@ Status Scheduler::register_adapter(const std::string& id, const LoraAdapter& ada
 }
 
 Status Scheduler::unregister_adapter(const std::string& id) {
+  // Holding mu_ keeps submit() from adding a user between the check and
+  // the unregistration.
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = in_flight_.find(id);
-  if (it != in_flight_.end() && it->second > 0) {
-    return failed_precondition("adapter '" + id + "' is used by " + std::to_string(it->second) +
-                               " request(s) in flight; unload it when they finish");
+  {
+    std::lock_guard<std::mutex> flight(flight_mu_);
+    auto it = in_flight_.find(id);
+    if (it != in_flight_.end() && it->second > 0) {
+      return failed_precondition("adapter '" + id + "' is used by " + std::to_string(it->second) +
+                                 " request(s) in flight; unload it when they finish");
+    }
   }
   std::lock_guard<std::mutex> engine_lock(engine_mu_);
   return engine_->unregister_adapter(id);
@@ -168,7 +182,7 @@ Status Scheduler::unregister_adapter(const std::string& id) {
 std::vector<AdapterSummary> Scheduler::list_adapters() {
   std::map<std::string, int32_t> in_flight;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(flight_mu_);
     in_flight = in_flight_;
   }
   std::vector<AdapterSummary> out;
@@ -253,10 +267,6 @@ void Scheduler::loop() {
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& r : ended) {
-        auto it = in_flight_.find(r->params.adapter_id);
-        if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
-      }
       if (generated > 0) recent_tokens_.emplace_back(Clock::now(), generated);
       while (recent_tokens_.size() > 10000) recent_tokens_.pop_front();
       if (stopping) return;
@@ -407,6 +417,19 @@ void Scheduler::finish(Request* r, FinishReason why, const Status& error,
   auto wait_it = std::find(waiting_.begin(), waiting_.end(), r);
   if (wait_it != waiting_.end()) waiting_.erase(wait_it);
 
+  // Counted before the final event goes out, so a client that sees the end
+  // of its stream also sees it in the stats.
+  switch (why) {
+    case FinishReason::kCancelled: cancelled_ += 1; break;
+    case FinishReason::kError: failed_ += 1; break;
+    default: completed_ += 1; break;
+  }
+  tokens_generated_ += r->generated.size();
+  {
+    std::lock_guard<std::mutex> flight(flight_mu_);
+    auto fit = in_flight_.find(r->params.adapter_id);
+    if (fit != in_flight_.end() && --fit->second <= 0) in_flight_.erase(fit);
+  }
   const auto now = Clock::now();
   RequestEvent e;
   e.final = true;
@@ -424,12 +447,7 @@ void Scheduler::finish(Request* r, FinishReason why, const Status& error,
     ended->push_back(std::move(it->second));
     owned_.erase(it);
   }
-  switch (why) {
-    case FinishReason::kCancelled: cancelled_ += 1; break;
-    case FinishReason::kError: failed_ += 1; break;
-    default: completed_ += 1; break;
-  }
-  tokens_generated_ += r->generated.size();
+
 }
 
 }  // namespace loraserve

@@ -11,7 +11,7 @@
 //
 // Threading: submit(), the adapter admin calls and stats() may be called
 // from any thread. `mu_` guards the incoming queue, counters and in-flight
-// counts; `engine_mu_` serialises engine use between the loop and admin
+// counts (in_flight_ under its own leaf lock); `engine_mu_` serialises engine use between the loop and admin
 // calls. Lock order: mu_ before engine_mu_; the loop never takes mu_ while
 // holding engine_mu_.
 #pragma once
@@ -114,7 +114,10 @@ class Scheduler {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Request>> incoming_;  // guarded by mu_
-  std::map<std::string, int32_t> in_flight_;       // adapter id -> requests; guarded by mu_
+  // Adapter id -> requests submitted and not yet ended. flight_mu_ is a leaf
+  // lock: nothing else is taken while it is held.
+  std::mutex flight_mu_;
+  std::map<std::string, int32_t> in_flight_;  // guarded by flight_mu_
   bool stopping_ = false;                          // guarded by mu_
   uint64_t next_arrival_ = 0;                      // guarded by mu_
   std::deque<std::pair<Clock::time_point, int32_t>> recent_tokens_;  // guarded by mu_

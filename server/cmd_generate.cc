@@ -108,7 +108,7 @@ int run_generate(const GenerateFlags& f) {
     nlohmann::json j;
     j["tokens"] = r.tokens;
     j["logprobs"] = r.logprobs;
-    j["finish_reason"] = r.finish == FinishReason::kStop ? "stop" : "length";
+    j["finish_reason"] = r.finish == GenerationFinish::kStop ? "stop" : "length";
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("tokens:");
