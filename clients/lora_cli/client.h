@@ -1,0 +1,52 @@
+// Shared plumbing of lora-cli: connection options, per-call contexts, and the
+// one place a gRPC status becomes an error line and an exit code.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace loraserve::client {
+
+// Process exit codes. Usage errors (bad flags) exit kExitUsage.
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;  // the server (or the network) said no
+constexpr int kExitUsage = 2;
+constexpr int kExitInterrupted = 130;  // Ctrl-C during generate (128 + SIGINT)
+
+// Top-level flags, read by every command when it runs (after parsing).
+struct GlobalOptions {
+  std::string addr = "127.0.0.1:50051";
+  double timeout_s = 300.0;  // deadline of each call
+};
+
+// The chosen subcommand's action; set by the subcommand's callback.
+using Runner = std::function<int()>;
+
+// An insecure channel to `opts.addr`.
+std::shared_ptr<grpc::Channel> make_channel(const GlobalOptions& opts);
+
+// Sets the per-call deadline from `opts.timeout_s` on `ctx`.
+void set_deadline(const GlobalOptions& opts, grpc::ClientContext* ctx);
+
+// "NOT_FOUND", "UNAVAILABLE", ...
+const char* status_code_name(grpc::StatusCode code);
+
+// Prints `error: CODE_NAME: message` to stderr and returns kExitError.
+int report_error(const grpc::Status& status);
+// Prints `error: message` to stderr and returns kExitError.
+int report_error(const std::string& message);
+
+// 1536 -> "1.5 KiB".
+std::string format_bytes(uint64_t bytes);
+
+// One registration function per command group (see cmd_*.cc).
+void add_generate_command(CLI::App& app, const GlobalOptions* opts, Runner* runner);
+void add_adapter_commands(CLI::App& app, const GlobalOptions* opts, Runner* runner);
+void add_stats_command(CLI::App& app, const GlobalOptions* opts, Runner* runner);
+void add_health_command(CLI::App& app, const GlobalOptions* opts, Runner* runner);
+
+}  // namespace loraserve::client
