@@ -81,6 +81,12 @@ class Engine {
   // FAILED_PRECONDITION while a sequence uses it; NOT_FOUND when unknown.
   Status unregister_adapter(const std::string& id);
   bool has_adapter(const std::string& id) const;
+  // Bytes the adapter's image takes in the pool (its weights in the
+  // backend's dtype), for quotas.
+  int64_t adapter_image_bytes(const LoraAdapter& adapter) const {
+    return static_cast<int64_t>(adapter.weight_bytes() / sizeof(float) *
+                                dtype_size(backend_->activation_dtype()));
+  }
   // Whether the adapter is in the page pool now.
   bool adapter_resident(const std::string& id) const {
     return cache_->residency(id) != Residency::kMissing;

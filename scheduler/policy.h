@@ -6,6 +6,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,13 @@ class SchedulingPolicy {
                                       MemoryView& memory) = 0;
   // The running request to preempt when memory runs out; null for none.
   virtual Request* preempt_victim(const std::vector<Request*>& running) = 0;
+
+  // Notifications for policies that keep accounts (all optional).
+  virtual void on_enqueue(const Request& /*r*/) {}  // a new request joins the queue
+  virtual void on_served(const Request& /*r*/, int32_t /*prefill*/, int32_t /*decode*/) {}
+  virtual void on_finish(const Request& /*r*/) {}
+  // Per-tenant service counters, for stats (empty when not kept).
+  virtual std::map<std::string, double> counters() const { return {}; }
 };
 
 // First come, first served: admit in arrival order and stop at the first
@@ -48,6 +56,33 @@ class FcfsPolicy final : public SchedulingPolicy {
   Request* preempt_victim(const std::vector<Request*>& running) override;
 };
 
+// Virtual Token Counter (Sheng et al., "Fairness in Serving Large Language
+// Models", OSDI 2024): each tenant's counter grows by the tokens served to
+// it, prefill tokens weighted `w_prefill` and decode tokens `w_decode`;
+// admission always serves the tenant with the smallest counter that has
+// waiting requests, in its arrival order. A tenant that becomes active is
+// lifted to the smallest counter of the active tenants, so idling earns no
+// credit. Preemption takes from the tenant with the largest counter.
+class VtcPolicy final : public SchedulingPolicy {
+ public:
+  VtcPolicy(double w_prefill = 1.0, double w_decode = 2.0)
+      : w_prefill_(w_prefill), w_decode_(w_decode) {}
+  std::string name() const override { return "vtc"; }
+  std::vector<Request*> admit(const std::deque<Request*>& waiting, int32_t free_slots,
+                              MemoryView& memory) override;
+  Request* preempt_victim(const std::vector<Request*>& running) override;
+  void on_enqueue(const Request& r) override;
+  void on_served(const Request& r, int32_t prefill, int32_t decode) override;
+  void on_finish(const Request& r) override;
+  std::map<std::string, double> counters() const override { return counter_; }
+
+ private:
+  double w_prefill_, w_decode_;
+  std::map<std::string, double> counter_;
+  std::map<std::string, int32_t> active_;  // requests queued or running, per tenant
+};
+
+// "fcfs" or "vtc"; null for anything else.
 std::unique_ptr<SchedulingPolicy> make_policy(const std::string& name);
 
 }  // namespace loraserve

@@ -19,7 +19,7 @@ namespace loraserve {
 
 using Clock = std::chrono::steady_clock;
 
-enum class FinishReason { kNone = 0, kLength, kStop, kCancelled, kError };
+enum class FinishReason { kNone = 0, kLength, kStop, kCancelled, kError, kDeadline };
 
 // One message of a request's stream: new tokens, or the end of it.
 struct RequestEvent {
@@ -27,7 +27,7 @@ struct RequestEvent {
   std::vector<float> logprobs;
   bool final = false;
   FinishReason finish = FinishReason::kNone;
-  Status error;              // non-OK with FinishReason::kError
+  Status error;              // non-OK with FinishReason::kError and kDeadline
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   double queue_ms = 0, ttft_ms = 0, total_ms = 0;
@@ -58,6 +58,9 @@ struct GenerationParams {
   std::vector<int32_t> stop_token_ids;
   int32_t eos_token_id = -1;       // stops generation unless ignore_eos
   bool ignore_eos = false;
+  std::string tenant;              // fairness and accounting ("" = open mode)
+  // The client's deadline for the whole request; max() = none.
+  Clock::time_point deadline = Clock::time_point::max();
 };
 
 // Owned by the scheduler thread from submission to the final event.

@@ -45,7 +45,10 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::create(Engine* engine,
                                                        const SchedulerOptions& opts) {
   if (engine == nullptr) return invalid_argument("scheduler: no engine");
   auto policy = make_policy(opts.policy);
-  if (!policy) return invalid_argument("unknown scheduling policy '" + opts.policy + "' (expected fcfs)");
+  if (!policy) {
+    return invalid_argument("unknown scheduling policy '" + opts.policy + "' (expected fcfs or vtc)");
+  }
+  if (!(opts.ttft_slo_ms >= 0)) return invalid_argument("ttft_slo_ms must not be negative");
   if (opts.max_batch_tokens <= 0 || opts.max_running <= 0 || opts.max_queue <= 0) {
     return invalid_argument("scheduler: batch, running and queue limits must be positive");
   }
@@ -230,6 +233,9 @@ SchedulerStats Scheduler::stats() {
   s.last_batch_requests = last_batch_requests_;
   s.steps = step_count_;
   s.preemptions = preemptions_;
+  s.aborted = aborted_.load();
+  s.step_ms_ewma = step_ms_ewma_;
+  s.tenant_counters = policy_->counters();
   return s;
 }
 
@@ -238,7 +244,8 @@ void Scheduler::loop() {
     bool stopping = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (incoming_.empty() && waiting_.empty() && running_.empty() && !stopping_) {
+      if (incoming_.empty() && arrived_.empty() && waiting_.empty() && running_.empty() &&
+          !stopping_) {
         cv_.wait_for(lock, std::chrono::milliseconds(100));
       }
       stopping = stopping_;
@@ -246,13 +253,18 @@ void Scheduler::loop() {
         Request* raw = incoming_.front().get();
         owned_[raw] = std::move(incoming_.front());
         incoming_.pop_front();
-        waiting_.push_back(raw);
+        arrived_.push_back(raw);
       }
     }
     std::vector<std::unique_ptr<Request>> ended;
     int32_t generated = 0;
     {
       std::lock_guard<std::mutex> lock(engine_mu_);
+      for (Request* r : arrived_) {
+        waiting_.push_back(r);
+        policy_->on_enqueue(*r);
+      }
+      arrived_.clear();
       if (stopping) {
         std::vector<Request*> all(running_.begin(), running_.end());
         all.insert(all.end(), waiting_.begin(), waiting_.end());
@@ -276,8 +288,37 @@ void Scheduler::loop() {
 
 void Scheduler::iterate(std::vector<std::unique_ptr<Request>>* ended) {
   drop_cancelled(ended);
+  abort_late(ended);
   admit(ended);
   run_step(ended);
+}
+
+void Scheduler::abort_late(std::vector<std::unique_ptr<Request>>* ended) {
+  const auto now = Clock::now();
+  std::vector<std::pair<Request*, Status>> late;
+  for (Request* r : running_) {
+    if (now >= r->params.deadline) {
+      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
+    }
+  }
+  for (Request* r : waiting_) {
+    if (now >= r->params.deadline) {
+      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded,
+                                  "the request's deadline passed while it was queued"));
+      continue;
+    }
+    if (opts_.ttft_slo_ms <= 0 || !r->generated.empty()) continue;
+    // Its first token needs at least the steps that prefill its context.
+    const double steps = std::ceil(static_cast<double>(r->context_len()) / opts_.max_batch_tokens);
+    const double predicted = ms_between(r->arrival, now) + steps * step_ms_ewma_;
+    if (predicted > opts_.ttft_slo_ms) {
+      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded,
+                                  "aborted early: cannot produce a first token within the " +
+                                      std::to_string(static_cast<int>(opts_.ttft_slo_ms)) +
+                                      " ms TTFT objective under the current load"));
+    }
+  }
+  for (auto& [r, why] : late) finish(r, FinishReason::kDeadline, why, ended);
 }
 
 void Scheduler::drop_cancelled(std::vector<std::unique_ptr<Request>>* ended) {
@@ -362,6 +403,7 @@ bool Scheduler::run_step(std::vector<std::unique_ptr<Request>>* ended) {
       who.push_back(r);
     }
     std::vector<SequenceResult> results;
+    const auto step_start = Clock::now();
     Status s = engine_->step(batch, &results);
     if (s.code() == StatusCode::kResourceExhausted) {
       if (running_.size() == 1) {
@@ -380,10 +422,17 @@ bool Scheduler::run_step(std::vector<std::unique_ptr<Request>>* ended) {
     last_batch_requests_ = 0;
     last_batch_tokens_ = 0;
     const auto now = Clock::now();
+    const double step_ms = ms_between(step_start, now);
+    step_ms_ewma_ = step_ms_ewma_ == 0 ? step_ms : 0.9 * step_ms_ewma_ + 0.1 * step_ms;
     for (size_t i = 0; i < who.size(); ++i) {
       Request* r = who[i];
       r->kv_len += static_cast<int64_t>(batch[i].tokens.size());
       last_batch_tokens_ += static_cast<int32_t>(batch[i].tokens.size());
+      // A decode step feeds back one sampled token; everything else is prefill.
+      const bool decode = batch[i].tokens.size() == 1 && !r->generated.empty() &&
+                          r->kv_len == r->context_len();
+      policy_->on_served(*r, decode ? 0 : static_cast<int32_t>(batch[i].tokens.size()),
+                         results[i].sampled ? 1 : 0);
       if (!results[i].sampled) continue;
       last_batch_requests_ += 1;
       const int32_t token = results[i].token;
@@ -419,9 +468,11 @@ void Scheduler::finish(Request* r, FinishReason why, const Status& error,
 
   // Counted before the final event goes out, so a client that sees the end
   // of its stream also sees it in the stats.
+  policy_->on_finish(*r);
   switch (why) {
     case FinishReason::kCancelled: cancelled_ += 1; break;
     case FinishReason::kError: failed_ += 1; break;
+    case FinishReason::kDeadline: aborted_ += 1; break;
     default: completed_ += 1; break;
   }
   tokens_generated_ += r->generated.size();

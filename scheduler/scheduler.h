@@ -41,7 +41,10 @@ struct SchedulerOptions {
   int32_t max_queue = 1024;        // waiting requests before RESOURCE_EXHAUSTED
   int32_t default_max_new_tokens = 16;
   int32_t max_new_tokens_limit = 4096;
-  std::string policy = "fcfs";
+  std::string policy = "fcfs";      // fcfs | vtc
+  // Abort (DEADLINE_EXCEEDED) waiting requests that can no longer produce
+  // their first token within this many ms of arrival; 0 = off.
+  double ttft_slo_ms = 0;
 };
 
 struct SchedulerStats {
@@ -56,6 +59,9 @@ struct SchedulerStats {
   uint64_t tokens_generated = 0;
   uint64_t preemptions = 0;
   uint64_t steps = 0;
+  uint64_t aborted = 0;            // deadline or TTFT-SLO aborts
+  double step_ms_ewma = 0;
+  std::map<std::string, double> tenant_counters;  // the policy's (vtc)
   EngineStats engine;
 };
 
@@ -91,6 +97,9 @@ class Scheduler {
   std::vector<AdapterSummary> list_adapters();
   SchedulerStats stats();
   const ModelConfig& model_config() const { return engine_->config(); }
+  int64_t adapter_image_bytes(const LoraAdapter& adapter) const {
+    return engine_->adapter_image_bytes(adapter);
+  }
 
  private:
   class StepMemoryView;
@@ -99,6 +108,8 @@ class Scheduler {
   // One iteration under engine_mu_; fills `ended` with requests that ended.
   void iterate(std::vector<std::unique_ptr<Request>>* ended);
   void drop_cancelled(std::vector<std::unique_ptr<Request>>* ended);
+  // Client deadlines and the TTFT SLO: ends requests that cannot make it.
+  void abort_late(std::vector<std::unique_ptr<Request>>* ended);
   void admit(std::vector<std::unique_ptr<Request>>* ended);
   // Runs one engine step, preempting on KV exhaustion; false if nothing ran.
   bool run_step(std::vector<std::unique_ptr<Request>>* ended);
@@ -126,12 +137,14 @@ class Scheduler {
   // Loop-owned state (only the loop thread touches these).
   std::map<Request*, std::unique_ptr<Request>> owned_;
   std::deque<Request*> waiting_;  // arrival order
+  std::vector<Request*> arrived_;  // taken from incoming_, not yet shown to the policy
   std::vector<Request*> running_;
   int64_t next_seq_id_ = 1;
   int32_t last_batch_tokens_ = 0, last_batch_requests_ = 0;
   uint64_t step_count_ = 0, preemptions_ = 0;
   std::atomic<int32_t> waiting_count_{0}, running_count_{0};
-  std::atomic<uint64_t> completed_{0}, cancelled_{0}, failed_{0}, tokens_generated_{0};
+  std::atomic<uint64_t> completed_{0}, cancelled_{0}, failed_{0}, tokens_generated_{0}, aborted_{0};
+  double step_ms_ewma_ = 0;  // loop-owned; read under engine_mu_
 
   std::thread thread_;
 };

@@ -10,6 +10,7 @@ PKGS=(
   libopenblas-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libyaml-cpp-dev libssl-dev openssl
   python3 python3-numpy python3-torch
 )
 missing=()

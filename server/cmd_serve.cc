@@ -8,9 +8,12 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cstdio>
+#include <iostream>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "engine/engine.h"
@@ -19,13 +22,28 @@
 #include "server/adapter_loader.h"
 #include "server/commands.h"
 #include "server/service.h"
+#include "server/tenant_directory.h"
+#include "server/tenants.h"
 
 namespace loraserve::cli {
 
 namespace {
 
 std::atomic<int> g_signal{0};
+std::atomic<bool> g_reload{false};
 extern "C" void on_signal(int sig) { g_signal.store(sig); }
+extern "C" void on_sighup(int) { g_reload.store(true); }
+
+std::string read_file(const std::string& path, Status* status) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *status = not_found("cannot read " + path);
+    return "";
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 struct ServeFlags {
   std::string model;
@@ -41,6 +59,9 @@ struct ServeFlags {
   int32_t max_running = 64;
   int32_t max_queue = 1024;
   std::string policy = "fcfs";
+  double ttft_slo_ms = 0;
+  std::string tenants;
+  std::string tls_cert, tls_key, tls_client_ca;
   double shutdown_grace_s = 10.0;
   int64_t max_upload_mb = 4096;
   std::string log_level = "info";
@@ -51,7 +72,10 @@ int fail(const Status& s) {
   return 1;
 }
 
-Status preload(Scheduler& scheduler, const std::string& dir) {
+// Adapters found in DIR at start belong to the server: shared by every
+// tenant ("public") when tenants are configured.
+Status preload(LoraServeService& service, const Scheduler& scheduler, const std::string& owner,
+               const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return not_found("--preload-adapters: no directory " + dir);
@@ -67,7 +91,7 @@ Status preload(Scheduler& scheduler, const std::string& dir) {
     LS_RETURN_IF_ERROR(validate_adapter_id(id).with_context("preloading " + p.string()));
     auto adapter = load_adapter_dir(p.string(), scheduler.model_config());
     if (!adapter.ok()) return adapter.status().with_context("preloading " + p.string());
-    LS_RETURN_IF_ERROR(scheduler.register_adapter(id, **adapter));
+    LS_RETURN_IF_ERROR(service.register_adapter(owner, id, **adapter, nullptr));
   }
   spdlog::info("preloaded {} adapter(s) from {}", dirs.size(), dir);
   return ok_status();
@@ -97,25 +121,70 @@ int run_serve(const ServeFlags& f) {
   so.max_running = f.max_running;
   so.max_queue = f.max_queue;
   so.policy = f.policy;
+  so.ttft_slo_ms = f.ttft_slo_ms;
   auto scheduler = Scheduler::create(engine->get(), so);
   if (!scheduler.ok()) return fail(scheduler.status());
-  (*scheduler)->start();
-  if (!f.preload_adapters.empty()) {
-    Status s = preload(**scheduler, f.preload_adapters);
-    if (!s.ok()) return fail(s);
+  std::shared_ptr<const TenantConfig> tenant_config;
+  if (!f.tenants.empty()) {
+    auto cfg = TenantConfig::load_file(f.tenants);
+    if (!cfg.ok()) return fail(cfg.status());
+    tenant_config = std::make_shared<const TenantConfig>(std::move(*cfg));
   }
+  TenantDirectory directory(tenant_config);
+  (*scheduler)->start();
 
   ServiceOptions svc_opts;
   svc_opts.adapter_root = f.adapter_root;
   svc_opts.max_upload_bytes = f.max_upload_mb << 20;
   svc_opts.backend_name = backend_name;
-  LoraServeService service(scheduler->get(), svc_opts);
+  LoraServeService service(scheduler->get(), &directory, svc_opts);
+
+  const std::string server_owner = tenant_config ? "public" : "";
+  if (!f.preload_adapters.empty()) {
+    Status s = preload(service, **scheduler, server_owner, f.preload_adapters);
+    if (!s.ok()) return fail(s);
+  }
+  if (tenant_config) {
+    for (const Tenant& t : tenant_config->tenants()) {
+      for (const DeclaredAdapter& d : t.adapters) {
+        auto dir = resolve_adapter_dir(f.adapter_root, d.path);
+        if (!dir.ok()) return fail(dir.status().with_context("tenant " + t.name + " adapter " + d.id));
+        auto adapter = load_adapter_dir(*dir, (*scheduler)->model_config());
+        if (!adapter.ok()) return fail(adapter.status().with_context("tenant " + t.name));
+        Status s = service.register_adapter(d.is_public ? "public" : t.name, d.id, **adapter, nullptr);
+        if (!s.ok()) return fail(s.with_context("tenant " + t.name + " adapter " + d.id));
+      }
+    }
+    spdlog::info("{} tenant(s) from {}; API keys required", tenant_config->tenants().size(), f.tenants);
+  } else {
+    spdlog::warn("no --tenants: the server is open (one tenant, no API keys)");
+  }
+
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!f.tls_cert.empty() || !f.tls_key.empty()) {
+    if (f.tls_cert.empty() || f.tls_key.empty()) {
+      return fail(invalid_argument("--tls-cert and --tls-key go together"));
+    }
+    Status rs;
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({read_file(f.tls_key, &rs), read_file(f.tls_cert, &rs)});
+    if (!f.tls_client_ca.empty()) {
+      ssl.pem_root_certs = read_file(f.tls_client_ca, &rs);
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    if (!rs.ok()) return fail(rs);
+    creds = grpc::SslServerCredentials(ssl);
+  } else if (!f.tls_client_ca.empty()) {
+    return fail(invalid_argument("--tls-client-ca needs --tls-cert and --tls-key"));
+  } else if (tenant_config) {
+    spdlog::warn("API keys travel in plaintext: use --tls-cert/--tls-key off loopback");
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(f.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(f.listen, creds, &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(64 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -129,9 +198,26 @@ int run_serve(const ServeFlags& f) {
     std::ofstream(f.port_file) << port << "\n";
   }
 
+  server->GetHealthCheckService()->SetServingStatus("loraserve.v1.LoraServe", true);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
-  while (g_signal.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::signal(SIGHUP, on_sighup);
+  while (g_signal.load() == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (g_reload.exchange(false)) {
+      if (f.tenants.empty()) {
+        spdlog::info("SIGHUP: no --tenants file to reload");
+        continue;
+      }
+      auto cfg = TenantConfig::load_file(f.tenants);
+      if (!cfg.ok()) {
+        spdlog::error("SIGHUP: keeping the old tenants: {}", cfg.status().to_string());
+        continue;
+      }
+      spdlog::info("SIGHUP: reloaded {} tenant(s) from {}", cfg->tenants().size(), f.tenants);
+      directory.set_config(std::make_shared<const TenantConfig>(std::move(*cfg)));
+    }
+  }
 
   spdlog::info("signal {}: draining for up to {:.1f} s", g_signal.load(), f.shutdown_grace_s);
   server->GetHealthCheckService()->SetServingStatus(false);
@@ -145,6 +231,28 @@ int run_serve(const ServeFlags& f) {
 }
 
 }  // namespace
+
+void add_hash_key_command(CLI::App& app, Runner* runner) {
+  auto key = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "hash-key", "Print the salted hash of an API key for a --tenants file (key from stdin if omitted)");
+  cmd->add_option("--key", *key, "The API key (prefer stdin: keys in argv show up in ps)");
+  cmd->callback([key, runner]() {
+    *runner = [key]() -> int {
+      std::string k = *key;
+      if (k.empty() && !std::getline(std::cin, k)) {
+        std::fprintf(stderr, "error: no key given\n");
+        return 1;
+      }
+      if (k.size() < 16) {
+        std::fprintf(stderr, "error: API keys must be at least 16 characters\n");
+        return 1;
+      }
+      std::printf("%s\n", hash_api_key(k).c_str());
+      return 0;
+    };
+  });
+}
 
 void add_serve_command(CLI::App& app, Runner* runner) {
   auto f = std::make_shared<ServeFlags>();
@@ -172,7 +280,18 @@ void add_serve_command(CLI::App& app, Runner* runner) {
       ->check(CLI::Range(1, 1 << 16))->capture_default_str();
   cmd->add_option("--max-queue", f->max_queue, "Waiting requests before RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1, 1 << 24))->capture_default_str();
-  cmd->add_option("--policy", f->policy, "Scheduling policy: fcfs")->capture_default_str();
+  cmd->add_option("--policy", f->policy,
+                  "Scheduling policy: fcfs, or vtc (fair share of tokens between tenants)")
+      ->capture_default_str();
+  cmd->add_option("--ttft-slo-ms", f->ttft_slo_ms,
+                  "Abort queued requests that can no longer get a first token within this (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tenants", f->tenants,
+                  "Tenants, API key hashes and quotas (YAML or JSON); reloaded on SIGHUP");
+  cmd->add_option("--tls-cert", f->tls_cert, "PEM certificate chain: serve TLS only");
+  cmd->add_option("--tls-key", f->tls_key, "PEM private key for --tls-cert");
+  cmd->add_option("--tls-client-ca", f->tls_client_ca,
+                  "PEM CA bundle: require and verify client certificates");
   cmd->add_option("--shutdown-grace-s", f->shutdown_grace_s,
                   "Seconds in-flight requests get to finish after SIGTERM")
       ->capture_default_str();

@@ -16,5 +16,7 @@ void add_synth_command(CLI::App& app, Runner* runner);
 void add_generate_command(CLI::App& app, Runner* runner);
 // `loraserve serve`: the gRPC server.
 void add_serve_command(CLI::App& app, Runner* runner);
+// `loraserve hash-key`: the salted hash of an API key for --tenants.
+void add_hash_key_command(CLI::App& app, Runner* runner);
 
 }  // namespace loraserve::cli

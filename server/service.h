@@ -1,7 +1,8 @@
-// LoraServeService: the gRPC face of the scheduler. Thin: it validates and
-// translates messages, runs each RPC on gRPC's sync thread pool, and maps
-// every loraserve Status to a gRPC status in one place (grpc_status.h).
-// Thread-safe (the scheduler is).
+// LoraServeService: the gRPC face of the scheduler. Thin: it authenticates
+// the caller (TenantDirectory), translates messages, runs each RPC on
+// gRPC's sync thread pool, and maps every loraserve Status to a gRPC status
+// in one place (grpc_status.h). Thread-safe (the scheduler and the
+// directory are).
 #pragma once
 
 #include <atomic>
@@ -10,6 +11,7 @@
 
 #include "proto/loraserve.grpc.pb.h"
 #include "scheduler/scheduler.h"
+#include "server/tenant_directory.h"
 
 namespace loraserve {
 
@@ -21,7 +23,7 @@ struct ServiceOptions {
 
 class LoraServeService final : public loraserve::v1::LoraServe::Service {
  public:
-  LoraServeService(Scheduler* scheduler, ServiceOptions options);
+  LoraServeService(Scheduler* scheduler, TenantDirectory* tenants, ServiceOptions options);
 
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
@@ -37,12 +39,20 @@ class LoraServeService final : public loraserve::v1::LoraServe::Service {
   grpc::Status GetStats(grpc::ServerContext* ctx, const v1::GetStatsRequest* req,
                         v1::Stats* resp) override;
 
+  // Registers an adapter for `owner` ("" open mode, a tenant, or "public")
+  // under the id its owner uses; quotas apply. Used by the RPCs and by
+  // start-up preloading.
+  Status register_adapter(const std::string& owner, const std::string& id,
+                          const LoraAdapter& adapter, v1::AdapterInfo* info);
+
  private:
-  Status register_and_describe(const std::string& id, const LoraAdapter& adapter,
-                               v1::AdapterInfo* resp);
-  void describe(const std::string& id, v1::AdapterInfo* resp);
+  StatusOr<Caller> authenticate(const grpc::ServerContext* ctx) const;
+  Status generate(grpc::ServerContext* ctx, const Caller& caller, const v1::GenerateRequest& req,
+                  grpc::ServerWriter<v1::GenerateResponse>* writer);
+  void describe(const std::string& scheduler_id, v1::AdapterInfo* info);
 
   Scheduler* scheduler_;
+  TenantDirectory* tenants_;
   ServiceOptions options_;
   std::atomic<uint64_t> next_request_{1};
 };
