@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job: set up, build, write a tiny synthetic Llama model with four
-# LoRA adapters of different ranks, and generate with the base model and
-# each adapter on the best backend present.
+# The main job: set up, build, write a tiny synthetic Llama model with eight
+# LoRA adapters of ranks 8-64, serve it (on the GPU when the cuda backend
+# has one, else on the CPU), and run a short load test with lora-bench:
+# Poisson arrivals, power-law adapter popularity, every adapter hot-loaded
+# through the API first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,13 +11,27 @@ bash scripts/build.sh
 BIN=${BUILD_DIR:-build}/bin
 OUT=${DEMO_DIR:-build/demo}
 rm -rf "$OUT"
-"$BIN/loraserve" synth --preset tiny --out "$OUT" --adapters 4 --ranks 8,16,32,64 \
+mkdir -p "$OUT"
+"$BIN/loraserve" synth --preset tiny --out "$OUT" --adapters 8 --ranks 8,16,32,64 \
     --targets q_proj,k_proj,v_proj,o_proj --seed 1
-PROMPT=1,15,92,7,301,44,5,600
-echo "base model:"
-"$BIN/loraserve" generate --model "$OUT/model" --prompt-ids $PROMPT --max-new-tokens 16 --json
-for a in "$OUT"/adapters/*; do
-  echo "adapter $(basename "$a"):"
-  "$BIN/loraserve" generate --model "$OUT/model" --adapter "$a" --prompt-ids $PROMPT \
-      --max-new-tokens 16 --json
-done
+
+"$BIN/loraserve" serve --model "$OUT/model" --adapter-root "$OUT/adapters" \
+    --listen 127.0.0.1:0 --port-file "$OUT/port" --backend auto --pool-mb 256 \
+    > "$OUT/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -s "$OUT/port" ] && break; sleep 0.1; done
+[ -s "$OUT/port" ] || { cat "$OUT/server.log"; exit 1; }
+ADDR=127.0.0.1:$(cat "$OUT/port")
+echo "server on $ADDR"
+"$BIN/lora-cli" --addr "$ADDR" health
+
+"$BIN/lora-bench" --addr "$ADDR" --setup "$OUT" --num-adapters 8 --popularity powerlaw \
+    --alpha 1 --rate 20 --num-requests 200 --prompt-len 16:64 --output-len 16:64 --seed 1 \
+    --json "$OUT/bench.json"
+"$BIN/lora-cli" --addr "$ADDR" list
+"$BIN/lora-cli" --addr "$ADDR" stats
+kill -TERM $SERVER
+wait $SERVER
+trap - EXIT
+echo "report: $OUT/bench.json; server log: $OUT/server.log"

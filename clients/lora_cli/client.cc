@@ -1,19 +1,42 @@
 #include "clients/lora_cli/client.h"
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <cstdio>
 #include <iostream>
 
 namespace loraserve::client {
 
+namespace {
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "error: cannot read %s\n", path.c_str());
+    return "";
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
 std::shared_ptr<grpc::Channel> make_channel(const GlobalOptions& opts) {
-  return grpc::CreateChannel(opts.addr, grpc::InsecureChannelCredentials());
+  if (opts.tls_ca.empty()) return grpc::CreateChannel(opts.addr, grpc::InsecureChannelCredentials());
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = slurp(opts.tls_ca);
+  if (!opts.tls_cert.empty()) {
+    ssl.pem_cert_chain = slurp(opts.tls_cert);
+    ssl.pem_private_key = slurp(opts.tls_key);
+  }
+  return grpc::CreateChannel(opts.addr, grpc::SslCredentials(ssl));
 }
 
 void set_deadline(const GlobalOptions& opts, grpc::ClientContext* ctx) {
   const auto timeout = std::chrono::duration_cast<std::chrono::system_clock::duration>(
       std::chrono::duration<double>(opts.timeout_s));
   ctx->set_deadline(std::chrono::system_clock::now() + timeout);
+  if (!opts.api_key.empty()) ctx->AddMetadata("authorization", "Bearer " + opts.api_key);
 }
 
 const char* status_code_name(grpc::StatusCode code) {

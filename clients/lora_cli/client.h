@@ -21,15 +21,20 @@ constexpr int kExitInterrupted = 130;  // Ctrl-C during generate (128 + SIGINT)
 struct GlobalOptions {
   std::string addr = "127.0.0.1:50051";
   double timeout_s = 300.0;  // deadline of each call
+  std::string api_key;       // sent as `authorization: Bearer <key>` ($LORASERVE_API_KEY)
+  std::string tls_ca;        // PEM CA bundle: connect with TLS
+  std::string tls_cert;      // PEM client certificate (servers with --tls-client-ca)
+  std::string tls_key;
 };
 
 // The chosen subcommand's action; set by the subcommand's callback.
 using Runner = std::function<int()>;
 
-// An insecure channel to `opts.addr`.
+// A channel to `opts.addr`: TLS when --tls-ca is given, else plaintext.
 std::shared_ptr<grpc::Channel> make_channel(const GlobalOptions& opts);
 
-// Sets the per-call deadline from `opts.timeout_s` on `ctx`.
+// Sets the per-call deadline from `opts.timeout_s` on `ctx`, and the API
+// key when there is one.
 void set_deadline(const GlobalOptions& opts, grpc::ClientContext* ctx);
 
 // "NOT_FOUND", "UNAVAILABLE", ...

@@ -22,6 +22,11 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-s", opts.timeout_s, "deadline of each call, in seconds")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--api-key", opts.api_key, "API key (default: $LORASERVE_API_KEY)")
+      ->envname("LORASERVE_API_KEY");
+  app.add_option("--tls-ca", opts.tls_ca, "PEM CA bundle: connect with TLS");
+  app.add_option("--tls-cert", opts.tls_cert, "PEM client certificate for mutual TLS");
+  app.add_option("--tls-key", opts.tls_key, "PEM private key of --tls-cert");
 
   Runner runner;
   add_generate_command(app, &opts, &runner);
