@@ -91,6 +91,7 @@ class Engine {
   bool adapter_resident(const std::string& id) const {
     return cache_->residency(id) != Residency::kMissing;
   }
+  std::vector<std::string> resident_adapters() const { return cache_->resident_ids(); }
   // Swaps a registered adapter in ahead of use, into free pages only.
   Status prefetch_adapter(const std::string& id);
   // Can a sequence with `prompt_tokens` tokens using `adapter_id` ("" for

@@ -63,7 +63,9 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::create(Engine* engine,
 
 Scheduler::Scheduler(Engine* engine, const SchedulerOptions& opts,
                      std::unique_ptr<SchedulingPolicy> policy)
-    : engine_(engine), opts_(opts), policy_(std::move(policy)) {}
+    : engine_(engine), opts_(opts), policy_(std::move(policy)) {
+  publish_snapshot();
+}
 
 Scheduler::~Scheduler() { stop(); }
 
@@ -161,9 +163,27 @@ StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(const std::string& re
   return stream;
 }
 
+namespace {
+// Takes the engine lock for an admin call, telling the loop to step aside.
+class AdminLock {
+ public:
+  AdminLock(std::mutex& mu, std::atomic<int32_t>& waiting) : waiting_(waiting) {
+    waiting_ += 1;
+    lock_ = std::unique_lock<std::mutex>(mu);
+    waiting_ -= 1;
+  }
+
+ private:
+  std::atomic<int32_t>& waiting_;
+  std::unique_lock<std::mutex> lock_;
+};
+}  // namespace
+
 Status Scheduler::register_adapter(const std::string& id, const LoraAdapter& adapter) {
-  std::lock_guard<std::mutex> lock(engine_mu_);
-  return engine_->register_adapter(id, adapter);
+  AdminLock lock(engine_mu_, admin_waiting_);
+  Status s = engine_->register_adapter(id, adapter);
+  publish_snapshot();
+  return s;
 }
 
 Status Scheduler::unregister_adapter(const std::string& id) {
@@ -178,8 +198,10 @@ Status Scheduler::unregister_adapter(const std::string& id) {
                                  " request(s) in flight; unload it when they finish");
     }
   }
-  std::lock_guard<std::mutex> engine_lock(engine_mu_);
-  return engine_->unregister_adapter(id);
+  AdminLock engine_lock(engine_mu_, admin_waiting_);
+  Status s = engine_->unregister_adapter(id);
+  publish_snapshot();
+  return s;
 }
 
 std::vector<AdapterSummary> Scheduler::list_adapters() {
@@ -188,8 +210,13 @@ std::vector<AdapterSummary> Scheduler::list_adapters() {
     std::lock_guard<std::mutex> lock(flight_mu_);
     in_flight = in_flight_;
   }
+  std::set<std::string> resident;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    resident = resident_snapshot_;
+  }
   std::vector<AdapterSummary> out;
-  std::lock_guard<std::mutex> lock(engine_mu_);
+  // The store is thread-safe on its own; residency comes from the snapshot.
   for (const std::string& id : engine_->adapter_store().ids()) {
     auto image = engine_->adapter_store().get(id);
     if (!image.ok()) continue;
@@ -198,7 +225,7 @@ std::vector<AdapterSummary> Scheduler::list_adapters() {
     a.rank = (*image)->max_rank;
     a.target_modules = (*image)->target_modules;
     a.bytes = (*image)->num_bytes();
-    a.resident = engine_->adapter_resident(id);
+    a.resident = resident.count(id) != 0;
     a.in_flight = in_flight.count(id) ? in_flight[id] : 0;
     out.push_back(std::move(a));
   }
@@ -227,16 +254,32 @@ SchedulerStats Scheduler::stats() {
   s.cancelled = cancelled_.load();
   s.failed = failed_.load();
   s.tokens_generated = tokens_generated_.load();
-  std::lock_guard<std::mutex> lock(engine_mu_);
-  s.engine = engine_->stats();
-  s.last_batch_tokens = last_batch_tokens_;
-  s.last_batch_requests = last_batch_requests_;
-  s.steps = step_count_;
-  s.preemptions = preemptions_;
   s.aborted = aborted_.load();
-  s.step_ms_ewma = step_ms_ewma_;
-  s.tenant_counters = policy_->counters();
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  s.engine = snapshot_.engine;
+  s.last_batch_tokens = snapshot_.last_batch_tokens;
+  s.last_batch_requests = snapshot_.last_batch_requests;
+  s.steps = snapshot_.steps;
+  s.preemptions = snapshot_.preemptions;
+  s.step_ms_ewma = snapshot_.step_ms_ewma;
+  s.tenant_counters = snapshot_.tenant_counters;
   return s;
+}
+
+void Scheduler::publish_snapshot() {
+  SchedulerStats snap;
+  snap.engine = engine_->stats();
+  snap.last_batch_tokens = last_batch_tokens_;
+  snap.last_batch_requests = last_batch_requests_;
+  snap.steps = step_count_;
+  snap.preemptions = preemptions_;
+  snap.step_ms_ewma = step_ms_ewma_;
+  snap.tenant_counters = policy_->counters();
+  std::vector<std::string> ids = engine_->resident_adapters();
+  std::set<std::string> resident(ids.begin(), ids.end());
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  snapshot_ = std::move(snap);
+  resident_snapshot_ = std::move(resident);
 }
 
 void Scheduler::loop() {
@@ -258,6 +301,7 @@ void Scheduler::loop() {
     }
     std::vector<std::unique_ptr<Request>> ended;
     int32_t generated = 0;
+    while (admin_waiting_.load() > 0) std::this_thread::yield();
     {
       std::lock_guard<std::mutex> lock(engine_mu_);
       for (Request* r : arrived_) {
@@ -276,6 +320,7 @@ void Scheduler::loop() {
       }
       waiting_count_.store(static_cast<int32_t>(waiting_.size()));
       running_count_.store(static_cast<int32_t>(running_.size()));
+      publish_snapshot();
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -481,6 +526,8 @@ void Scheduler::finish(Request* r, FinishReason why, const Status& error,
     auto fit = in_flight_.find(r->params.adapter_id);
     if (fit != in_flight_.end() && --fit->second <= 0) in_flight_.erase(fit);
   }
+  // A client that sees its final event also sees its pages freed in stats.
+  publish_snapshot();
   const auto now = Clock::now();
   RequestEvent e;
   e.final = true;

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -134,6 +135,15 @@ class Scheduler {
   std::deque<std::pair<Clock::time_point, int32_t>> recent_tokens_;  // guarded by mu_
 
   std::mutex engine_mu_;
+  // Admin calls waiting for engine_mu_: the loop steps aside for them, since
+  // std::mutex is not fair and the loop retakes it at once.
+  std::atomic<int32_t> admin_waiting_{0};
+  // What stats() reports, published by the loop after every iteration so a
+  // monitoring call never waits for the engine.
+  mutable std::mutex snapshot_mu_;
+  SchedulerStats snapshot_;                   // guarded by snapshot_mu_
+  std::set<std::string> resident_snapshot_;   // guarded by snapshot_mu_
+  void publish_snapshot();                    // loop thread, engine_mu_ held
   // Loop-owned state (only the loop thread touches these).
   std::map<Request*, std::unique_ptr<Request>> owned_;
   std::deque<Request*> waiting_;  // arrival order

@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <iostream>
 #include <csignal>
@@ -221,10 +223,27 @@ int run_serve(const ServeFlags& f) {
 
   spdlog::info("signal {}: draining for up to {:.1f} s", g_signal.load(), f.shutdown_grace_s);
   server->GetHealthCheckService()->SetServingStatus(false);
-  const auto deadline = std::chrono::system_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(f.shutdown_grace_s * 1000));
+  const auto grace = std::chrono::milliseconds(static_cast<int64_t>(f.shutdown_grace_s * 1000));
+  const auto deadline = std::chrono::system_clock::now() + grace;
+  // Requests still running shortly before the deadline are cancelled by the
+  // scheduler, so their streams end with a CANCELLED final message rather
+  // than being cut by gRPC.
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  bool drained = false;
+  std::thread stopper([&] {
+    std::unique_lock<std::mutex> lock(stop_mu);
+    const auto margin = std::min(grace / 5, std::chrono::milliseconds(500));
+    stop_cv.wait_until(lock, deadline - margin, [&] { return drained; });
+    (*scheduler)->stop();
+  });
   server->Shutdown(deadline);
-  (*scheduler)->stop();
+  {
+    std::lock_guard<std::mutex> lock(stop_mu);
+    drained = true;
+  }
+  stop_cv.notify_all();
+  stopper.join();
   server->Wait();
   spdlog::info("loraserve stopped");
   return 0;

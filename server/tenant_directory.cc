@@ -177,8 +177,14 @@ void TenantDirectory::end_request(const Caller& caller, int64_t tokens, RequestO
 
 std::vector<TenantAccount> TenantDirectory::accounts(const Caller& caller) const {
   std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, TenantAccount> all = accounts_;
+  // Every configured tenant appears, even before its first request.
+  if (config_ != nullptr) {
+    for (const Tenant& t : config_->tenants()) all[t.name].tenant = t.name;
+  }
+  all[caller.tenant].tenant = caller.tenant;
   std::vector<TenantAccount> out;
-  for (const auto& [name, a] : accounts_) {
+  for (const auto& [name, a] : all) {
     if (caller.admin || name == caller.tenant) out.push_back(a);
   }
   return out;

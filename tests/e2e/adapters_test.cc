@@ -5,10 +5,9 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "common/dtype.h"
 #include "engine/safetensors.h"
@@ -92,7 +91,8 @@ struct BadAdapters {
     const SynthData& d = synth_data();
     std::error_code ec;
     auto copy = [&](int i, const std::string& to) {
-      fs::copy(d.adapter_dir(i), to, fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
+      fs::copy(d.adapter_dir(i), to,
+               fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
       if (ec) error += "copy to " + to + ": " + ec.message() + "; ";
     };
     // A truncated safetensors file.
@@ -134,7 +134,8 @@ struct BadAdapters {
     // use_dora true.
     const std::string ddir = d.adapters + "/" + dora;
     copy(2, ddir);
-    nlohmann::json cfg = nlohmann::json::parse(read_file(ddir + "/adapter_config.json"), nullptr, false);
+    nlohmann::json cfg =
+        nlohmann::json::parse(read_file(ddir + "/adapter_config.json"), nullptr, false);
     cfg["use_dora"] = true;
     std::ofstream(ddir + "/adapter_config.json") << cfg.dump(2);
 
@@ -152,19 +153,23 @@ TEST_F(Adapters, BadLoadsAreRefusedWithTheRightCodeWhileAHealthyStreamRuns) {
   ASSERT_TRUE(bad.error.empty()) << bad.error;
   ASSERT_TRUE(load_adapter(stub(), "bad-healthy", SynthData::adapter_name(1)).ok());
   const std::vector<uint32_t> prompt = make_prompt(500, 7);
-  const int n = 400;
+  const int n = 1000;
   const OfflineResult want = run_offline(offline_job(1, prompt, n));
   BackgroundStream healthy(server().get(), make_request("bad-healthy", prompt, n));
   ASSERT_TRUE(wait_until([&] { return healthy.tokens_seen() >= 1 || healthy.ended(); },
                          std::chrono::seconds(20)));
 
   using grpc::StatusCode;
-  EXPECT_TRUE(has_code(load_adapter(stub(), "bad-1", "../x"), StatusCode::PERMISSION_DENIED, "root"));
-  EXPECT_TRUE(has_code(load_adapter(stub(), "bad-2", "../model"), StatusCode::PERMISSION_DENIED, "root"));
-  EXPECT_TRUE(has_code(load_adapter(stub(), "bad-3", "/etc"), StatusCode::PERMISSION_DENIED, "relative"));
+  EXPECT_TRUE(
+      has_code(load_adapter(stub(), "bad-1", "../x"), StatusCode::PERMISSION_DENIED, "root"));
+  EXPECT_TRUE(
+      has_code(load_adapter(stub(), "bad-2", "../model"), StatusCode::PERMISSION_DENIED, "root"));
+  EXPECT_TRUE(
+      has_code(load_adapter(stub(), "bad-3", "/etc"), StatusCode::PERMISSION_DENIED, "relative"));
   EXPECT_TRUE(has_code(load_adapter(stub(), "bad-4", SynthData::adapter_name(0) + "/../../model"),
                        StatusCode::PERMISSION_DENIED, "root"));
-  EXPECT_TRUE(has_code(load_adapter(stub(), "bad-5", bad.link), StatusCode::PERMISSION_DENIED, "outside"));
+  EXPECT_TRUE(
+      has_code(load_adapter(stub(), "bad-5", bad.link), StatusCode::PERMISSION_DENIED, "outside"));
   EXPECT_TRUE(has_code(load_adapter(stub(), "bad-6", "e2e-no-such-dir"), StatusCode::NOT_FOUND,
                        "e2e-no-such-dir"));
   EXPECT_TRUE(has_code(load_adapter(stub(), "a b", SynthData::adapter_name(0)),
@@ -172,12 +177,13 @@ TEST_F(Adapters, BadLoadsAreRefusedWithTheRightCodeWhileAHealthyStreamRuns) {
   EXPECT_TRUE(has_code(load_adapter(stub(), "", SynthData::adapter_name(0)),
                        StatusCode::INVALID_ARGUMENT, "adapter_id"));
   EXPECT_TRUE(has_code(load_adapter(stub(), "bad-7", ""), StatusCode::INVALID_ARGUMENT, "path"));
-  EXPECT_TRUE(has_code(load_adapter(stub(), "bad-8", bad.truncated), StatusCode::DATA_LOSS,
-                       bad.truncated));
+  EXPECT_TRUE(
+      has_code(load_adapter(stub(), "bad-8", bad.truncated), StatusCode::DATA_LOSS, bad.truncated));
   const grpc::Status shape = load_adapter(stub(), "bad-9", bad.shape);
   EXPECT_TRUE(has_code(shape, StatusCode::FAILED_PRECONDITION, "q_proj"));
   EXPECT_TRUE(has_code(shape, StatusCode::FAILED_PRECONDITION, "lora_A"));
-  EXPECT_TRUE(has_code(load_adapter(stub(), "bad-10", bad.dora), StatusCode::UNIMPLEMENTED, "dora"));
+  EXPECT_TRUE(
+      has_code(load_adapter(stub(), "bad-10", bad.dora), StatusCode::UNIMPLEMENTED, "dora"));
 
   ASSERT_TRUE(load_adapter(stub(), "bad-dup", SynthData::adapter_name(2)).ok());
   EXPECT_TRUE(has_code(load_adapter(stub(), "bad-dup", SynthData::adapter_name(3)),
@@ -225,8 +231,8 @@ TEST_F(Adapters, UploadOfGarbageIsDataLossAndUploadOfAValidAdapterServesLikeAPat
   for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>((i * 131 + 7) % 251);
   const grpc::Status g = upload(stub(), "up-garbage", config, garbage, 1000, &info);
   EXPECT_EQ(g.error_code(), grpc::StatusCode::DATA_LOSS) << describe(g);
-  const grpc::Status cut = upload(stub(), "up-cut", config, tensors.substr(0, tensors.size() - 1000),
-                                  1 << 16, &info);
+  const grpc::Status cut =
+      upload(stub(), "up-cut", config, tensors.substr(0, tensors.size() - 1000), 1 << 16, &info);
   EXPECT_EQ(cut.error_code(), grpc::StatusCode::DATA_LOSS) << describe(cut);
   const grpc::Status no_tensors = upload(stub(), "up-empty", config, "", 1, &info);
   EXPECT_EQ(no_tensors.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << describe(no_tensors);

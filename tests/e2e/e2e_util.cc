@@ -98,7 +98,8 @@ StreamResult run_generate(v1::LoraServe::Stub* stub, const v1::GenerateRequest& 
     if (r.got_final) r.protocol_error += "a message arrived after the final one; ";
     if (request_id.empty()) request_id = msg.request_id();
     if (msg.request_id().empty() || msg.request_id() != request_id) {
-      r.protocol_error += "request_id '" + msg.request_id() + "' differs from '" + request_id + "'; ";
+      r.protocol_error +=
+          "request_id '" + msg.request_id() + "' differs from '" + request_id + "'; ";
     }
     if (!req.request_id().empty() && msg.request_id() != req.request_id()) {
       r.protocol_error += "request_id not echoed; ";
@@ -127,7 +128,8 @@ std::string describe(const grpc::Status& s) {
 testing::AssertionResult matches_offline(const StreamResult& got, const OfflineResult& want,
                                          size_t prompt_len) {
   if (!want.ok) return testing::AssertionFailure() << "offline reference failed: " << want.error;
-  if (!got.status.ok()) return testing::AssertionFailure() << "stream failed: " << describe(got.status);
+  if (!got.status.ok())
+    return testing::AssertionFailure() << "stream failed: " << describe(got.status);
   if (!got.protocol_error.empty()) {
     return testing::AssertionFailure() << "protocol: " << got.protocol_error;
   }
@@ -222,7 +224,8 @@ std::vector<v1::AdapterInfo> list_adapters(v1::LoraServe::Stub* stub) {
   return {resp.adapters().begin(), resp.adapters().end()};
 }
 
-const v1::AdapterInfo* find_adapter(const std::vector<v1::AdapterInfo>& list, const std::string& id) {
+const v1::AdapterInfo* find_adapter(const std::vector<v1::AdapterInfo>& list,
+                                    const std::string& id) {
   for (const v1::AdapterInfo& a : list) {
     if (a.adapter_id() == id) return &a;
   }
@@ -242,8 +245,8 @@ testing::AssertionResult has_code(const grpc::Status& s, grpc::StatusCode code,
     return testing::AssertionFailure() << "got " << describe(s) << ", want code " << code;
   }
   if (lower(s.error_message()).find(lower(needle)) == std::string::npos) {
-    return testing::AssertionFailure() << "message '" << s.error_message() << "' does not mention '"
-                                       << needle << "'";
+    return testing::AssertionFailure()
+           << "message '" << s.error_message() << "' does not mention '" << needle << "'";
   }
   return testing::AssertionSuccess();
 }

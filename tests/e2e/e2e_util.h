@@ -30,10 +30,10 @@ constexpr double kLogprobTol = 1e-3;
 // into a fresh temporary directory, removed at exit.
 struct SynthData {
   std::string root;
-  std::string model;     // root/model
-  std::string adapters;  // root/adapters (the servers' --adapter-root)
-  std::string error;     // non-empty when writing failed
-  std::string adapter_dir(int i) const;  // absolute path of adapter-00i
+  std::string model;                       // root/model
+  std::string adapters;                    // root/adapters (the servers' --adapter-root)
+  std::string error;                       // non-empty when writing failed
+  std::string adapter_dir(int i) const;    // absolute path of adapter-00i
   static std::string adapter_name(int i);  // "adapter-00i"
 };
 const SynthData& synth_data();
@@ -78,7 +78,8 @@ grpc::Status load_adapter(v1::LoraServe::Stub* stub, const std::string& id, cons
 grpc::Status unload_adapter(v1::LoraServe::Stub* stub, const std::string& id);
 std::vector<v1::AdapterInfo> list_adapters(v1::LoraServe::Stub* stub);
 // The entry for `id`, or nullptr.
-const v1::AdapterInfo* find_adapter(const std::vector<v1::AdapterInfo>& list, const std::string& id);
+const v1::AdapterInfo* find_adapter(const std::vector<v1::AdapterInfo>& list,
+                                    const std::string& id);
 
 // Expects `s` to carry `code` and a message that mentions `needle`
 // (case-insensitive).

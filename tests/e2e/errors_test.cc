@@ -19,8 +19,8 @@ class BadRequests : public ServerSuite {
                                    const std::string& needle) {
     const StreamResult r = run_generate(stub(), req);
     if (r.messages != 0) {
-      return testing::AssertionFailure() << r.messages << " message(s) before the error "
-                                         << describe(r.status);
+      return testing::AssertionFailure()
+             << r.messages << " message(s) before the error " << describe(r.status);
     }
     return has_code(r.status, code, needle);
   }
@@ -29,7 +29,7 @@ class BadRequests : public ServerSuite {
 TEST_F(BadRequests, EachIsRefusedWithTheRightCodeWhileAHealthyStreamRuns) {
   ASSERT_TRUE(load_adapter(stub(), "healthy-a6", SynthData::adapter_name(6)).ok());
   const std::vector<uint32_t> prompt = make_prompt(700, 9);
-  const int n = 400;
+  const int n = 800;
   const OfflineResult want = run_offline(offline_job(6, prompt, n));
   const v1::Stats before = get_stats(stub());
   BackgroundStream healthy(server().get(), make_request("healthy-a6", prompt, n));
@@ -42,14 +42,15 @@ TEST_F(BadRequests, EachIsRefusedWithTheRightCodeWhileAHealthyStreamRuns) {
 
   EXPECT_TRUE(refused(make_request("", {}, 4), StatusCode::INVALID_ARGUMENT, "prompt_token_ids"));
   EXPECT_TRUE(refused(make_request("", {5, kVocab, 7}, 4), StatusCode::INVALID_ARGUMENT, "1024"));
-  EXPECT_TRUE(refused(make_request("", {5, kVocab - 1, 0xFFFFFFFFu}, 4), StatusCode::INVALID_ARGUMENT,
-                      "4294967295"));
-  EXPECT_TRUE(refused(make_request("", ok_prompt, 100000), StatusCode::INVALID_ARGUMENT,
-                      "max_new_tokens"));
+  EXPECT_TRUE(refused(make_request("", {5, kVocab - 1, 0xFFFFFFFFu}, 4),
+                      StatusCode::INVALID_ARGUMENT, "4294967295"));
+  EXPECT_TRUE(
+      refused(make_request("", ok_prompt, 100000), StatusCode::INVALID_ARGUMENT, "max_new_tokens"));
   EXPECT_TRUE(refused(make_request("", make_prompt(702, 2040), 100), StatusCode::INVALID_ARGUMENT,
                       "context"));
-  // Exactly the context fits.
-  // (2040 + 8 == 2048 is served; checked at the end to keep the error cases together.)
+  // One past the context (2040 + 9 = 2049); 2040 + 8 is served, checked below.
+  EXPECT_TRUE(
+      refused(make_request("", make_prompt(702, 2040), 9), StatusCode::INVALID_ARGUMENT, "2048"));
 
   r = make_request("", ok_prompt, 4);
   r.mutable_sampling()->set_temperature(-1);
@@ -66,22 +67,39 @@ TEST_F(BadRequests, EachIsRefusedWithTheRightCodeWhileAHealthyStreamRuns) {
 
   EXPECT_TRUE(refused(make_request("no-such-adapter", ok_prompt, 4), StatusCode::NOT_FOUND,
                       "no-such-adapter"));
-  EXPECT_TRUE(refused(make_request("a b", ok_prompt, 4), StatusCode::INVALID_ARGUMENT, "adapter_id"));
+  EXPECT_TRUE(
+      refused(make_request("a b", ok_prompt, 4), StatusCode::INVALID_ARGUMENT, "adapter_id"));
 
   EXPECT_FALSE(healthy.ended()) << "the healthy stream ended before the bad requests were done";
   EXPECT_TRUE(matches_offline(healthy.result(), want, prompt.size()));
 
-  // The longest request the context allows is served.
-  const std::vector<uint32_t> longest = make_prompt(702, 2040);
-  const StreamResult edge = run_generate(stub(), make_request("", longest, 8));
-  EXPECT_TRUE(matches_offline(edge, run_offline(offline_job(-1, longest, 8)), longest.size()));
+  // The longest request the context allows is accepted (cancelled after its
+  // first token: a 2040-token prefill is slow on the CPU backend).
+  grpc::ClientContext edge_ctx;
+  edge_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  const StreamResult edge = run_generate(
+      stub(), make_request("", make_prompt(702, 2040), 8),
+      [&](const StreamResult& r) {
+        if (!r.tokens.empty()) edge_ctx.TryCancel();
+      },
+      &edge_ctx);
+  EXPECT_FALSE(edge.tokens.empty()) << "2040 + 8 tokens fit the context: " << describe(edge.status);
 
   // Refused requests never reached the scheduler: nothing failed or leaked.
-  ASSERT_TRUE(wait_until([&] { return get_stats(stub()).running_requests() == 0; },
-                         std::chrono::seconds(5)));
-  const v1::Stats after = get_stats(stub());
+  v1::Stats after;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        after = get_stats(stub());
+        return after.running_requests() == 0 && after.waiting_requests() == 0 &&
+               after.requests_completed() + after.requests_cancelled() >=
+                   before.requests_completed() + before.requests_cancelled() + 2;
+      },
+      std::chrono::seconds(5)));
   EXPECT_EQ(after.requests_failed(), before.requests_failed());
-  EXPECT_EQ(after.requests_completed(), before.requests_completed() + 2);
+  // The healthy stream completed; the edge one may have completed before the
+  // cancel arrived.
+  EXPECT_EQ(after.requests_completed() + after.requests_cancelled(),
+            before.requests_completed() + before.requests_cancelled() + 2);
   EXPECT_EQ(after.pool().pages_kv(), 0u);
 }
 

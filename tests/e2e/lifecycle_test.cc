@@ -67,7 +67,8 @@ TEST_F(Lifecycle, CancelledStreamFreesItsSlotAndPages) {
 
 TEST_F(Lifecycle, BurstOfFortyMixedRequestsLeavesNothingBehind) {
   for (int a = 0; a < 8; ++a) {
-    ASSERT_TRUE(load_adapter(stub(), "burst-" + std::to_string(a), SynthData::adapter_name(a)).ok());
+    ASSERT_TRUE(
+        load_adapter(stub(), "burst-" + std::to_string(a), SynthData::adapter_name(a)).ok());
   }
   const v1::Stats before = get_stats(stub());
   constexpr int kRequests = 40;
@@ -154,17 +155,17 @@ TEST_F(Lifecycle, BurstOfFortyMixedRequestsLeavesNothingBehind) {
 
 TEST_F(Lifecycle, HealthCheckReportsServing) {
   auto health = grpc::health::v1::Health::NewStub(server()->channel());
-  {
+  // "" is the whole server; the service name is what per-service probes ask.
+  for (const std::string service : {"", "loraserve.v1.LoraServe"}) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    grpc::health::v1::HealthCheckRequest req;  // service "": the whole server
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
     grpc::health::v1::HealthCheckResponse resp;
     const grpc::Status s = health->Check(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << describe(s);
-    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+    ASSERT_TRUE(s.ok()) << "service '" << service << "': " << describe(s);
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
   }
-  // (The per-service name "loraserve.v1.LoraServe" is not registered with the
-  // health service: it answers NOT_FOUND. Only "" is part of the contract.)
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   grpc::health::v1::HealthCheckRequest req;
@@ -187,9 +188,9 @@ TEST(LifecycleOwnServer, FullQueueIsResourceExhausted) {
   StreamResult long_result;
   std::thread long_thread([&] {
     auto s = server->stub();
-    long_result = run_generate(s.get(), make_request("", make_prompt(1000, 4), 2000),
-                               [&](const StreamResult& r) { long_tokens = static_cast<int>(r.tokens.size()); },
-                               &long_ctx);
+    long_result = run_generate(
+        s.get(), make_request("", make_prompt(1000, 4), 2000),
+        [&](const StreamResult& r) { long_tokens = static_cast<int>(r.tokens.size()); }, &long_ctx);
   });
   ASSERT_TRUE(wait_until([&] { return long_tokens.load() >= 1; }, std::chrono::seconds(20)));
 
@@ -211,7 +212,8 @@ TEST(LifecycleOwnServer, FullQueueIsResourceExhausted) {
   long_ctx.TryCancel();
   long_thread.join();
   waiting_thread.join();
-  EXPECT_EQ(long_result.status.error_code(), grpc::StatusCode::CANCELLED) << describe(long_result.status);
+  EXPECT_EQ(long_result.status.error_code(), grpc::StatusCode::CANCELLED)
+      << describe(long_result.status);
   EXPECT_TRUE(matches_offline(waiting_result, run_offline(offline_job(-1, waiting_prompt, 6)),
                               waiting_prompt.size()));
 }
@@ -229,8 +231,8 @@ TEST(LifecycleOwnServer, SmallPoolEvictsAndPreemptsButOutputsStayExact) {
   uint64_t adapter_bytes = 0;
   for (int a = 0; a < kNumAdapters; ++a) {
     v1::AdapterInfo info;
-    const grpc::Status s = load_adapter(stub.get(), "small-" + std::to_string(a),
-                                        SynthData::adapter_name(a), &info);
+    const grpc::Status s =
+        load_adapter(stub.get(), "small-" + std::to_string(a), SynthData::adapter_name(a), &info);
     ASSERT_TRUE(s.ok()) << describe(s);
     adapter_bytes += info.bytes();
   }
@@ -244,14 +246,16 @@ TEST(LifecycleOwnServer, SmallPoolEvictsAndPreemptsButOutputsStayExact) {
       << "the pool holds every adapter: this test would not force eviction";
 
   std::vector<OfflineJob> jobs;
-  for (int a = 0; a < kNumAdapters; ++a) jobs.push_back(offline_job(a, make_prompt(1100 + a, 20), 80));
+  for (int a = 0; a < kNumAdapters; ++a)
+    jobs.push_back(offline_job(a, make_prompt(1100 + a, 20), 80));
   const std::vector<OfflineResult> want = run_offline_many(jobs);
   std::vector<StreamResult> got(jobs.size());
   std::vector<std::thread> threads;
   for (int a = 0; a < kNumAdapters; ++a) {
     threads.emplace_back([&, a] {
       auto s = server->stub();
-      got[a] = run_generate(s.get(), make_request("small-" + std::to_string(a), jobs[a].prompt, 80));
+      got[a] =
+          run_generate(s.get(), make_request("small-" + std::to_string(a), jobs[a].prompt, 80));
     });
   }
   for (auto& t : threads) t.join();
@@ -259,14 +263,19 @@ TEST(LifecycleOwnServer, SmallPoolEvictsAndPreemptsButOutputsStayExact) {
     EXPECT_TRUE(matches_offline(got[a], want[a], jobs[a].prompt.size())) << "adapter " << a;
   }
   v1::Stats end;
-  EXPECT_TRUE(wait_until([&] { end = get_stats(stub.get()); return drained(end); },
-                         std::chrono::seconds(5)));
-  std::printf("small pool: steps %lu, evictions %lu, swap_ins %lu, preemptions %lu, bytes_copied %lu\n",
-              static_cast<unsigned long>(end.steps()),
-              static_cast<unsigned long>(end.pool().evictions()),
-              static_cast<unsigned long>(end.pool().swap_ins()),
-              static_cast<unsigned long>(end.preemptions()),
-              static_cast<unsigned long>(end.pool().bytes_copied()));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        end = get_stats(stub.get());
+        return drained(end);
+      },
+      std::chrono::seconds(5)));
+  std::printf(
+      "small pool: steps %lu, evictions %lu, swap_ins %lu, preemptions "
+      "%lu, bytes_copied %lu\n",
+      static_cast<unsigned long>(end.steps()), static_cast<unsigned long>(end.pool().evictions()),
+      static_cast<unsigned long>(end.pool().swap_ins()),
+      static_cast<unsigned long>(end.preemptions()),
+      static_cast<unsigned long>(end.pool().bytes_copied()));
   EXPECT_GT(end.pool().evictions(), 0u);
   EXPECT_GE(end.pool().swap_ins(), static_cast<uint64_t>(kNumAdapters));
   EXPECT_EQ(end.requests_failed(), 0u);
@@ -283,7 +292,8 @@ TEST(LifecycleOwnServer, SigtermExitsZeroWithinGraceAndStreamsEndCleanly) {
   ASSERT_TRUE(load_adapter(server->stub().get(), "term-a2", SynthData::adapter_name(2)).ok());
 
   // One stream that can finish inside the grace period, one that cannot.
-  const std::vector<uint32_t> short_prompt = make_prompt(1200, 6), long_prompt = make_prompt(1201, 4);
+  const std::vector<uint32_t> short_prompt = make_prompt(1200, 6),
+                              long_prompt = make_prompt(1201, 4);
   const int short_n = 40, long_n = 2000;
   const std::vector<OfflineResult> want = run_offline_many(
       {offline_job(2, short_prompt, short_n), offline_job(-1, long_prompt, long_n)});
@@ -300,7 +310,8 @@ TEST(LifecycleOwnServer, SigtermExitsZeroWithinGraceAndStreamsEndCleanly) {
   ASSERT_TRUE(exited) << "the server did not exit within the grace period + 5 s; log:\n"
                       << server->log();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << "wait status " << status << "; log:\n" << server->log();
+      << "wait status " << status << "; log:\n"
+      << server->log();
   std::printf("SIGTERM: server exited after %.2f s\n", secs);
 
   // Each stream either completed exactly, or ended early with a clean status
@@ -312,8 +323,8 @@ TEST(LifecycleOwnServer, SigtermExitsZeroWithinGraceAndStreamsEndCleanly) {
       return;
     }
     const grpc::StatusCode c = r.status.error_code();
-    const bool cancelled_final = r.status.ok() && r.got_final &&
-                                 r.final_msg.finish_reason() == v1::FINISH_REASON_CANCELLED;
+    const bool cancelled_final =
+        r.status.ok() && r.got_final && r.final_msg.finish_reason() == v1::FINISH_REASON_CANCELLED;
     EXPECT_TRUE(cancelled_final || c == grpc::StatusCode::CANCELLED ||
                 c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::ABORTED)
         << name << ": " << describe(r.status);

@@ -5,9 +5,8 @@
 #include <atomic>
 #include <map>
 #include <mutex>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tests/e2e/server_process.h"
 
@@ -31,10 +30,17 @@ std::map<std::string, OfflineResult> g_cache;  // guarded by g_cache_mu
 
 OfflineResult run_uncached(const OfflineJob& job) {
   OfflineResult r;
-  std::vector<std::string> argv = {loraserve_bin(), "generate", "--model", job.model,
-                                   "--prompt-ids", join_ids(job.prompt),
-                                   "--max-new-tokens", std::to_string(job.max_new_tokens),
-                                   "--json", "--pool-mb", "16"};
+  std::vector<std::string> argv = {loraserve_bin(),
+                                   "generate",
+                                   "--model",
+                                   job.model,
+                                   "--prompt-ids",
+                                   join_ids(job.prompt),
+                                   "--max-new-tokens",
+                                   std::to_string(job.max_new_tokens),
+                                   "--json",
+                                   "--pool-mb",
+                                   "16"};
   if (!job.adapter.empty()) {
     argv.push_back("--adapter");
     argv.push_back(job.adapter);

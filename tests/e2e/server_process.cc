@@ -21,8 +21,8 @@ namespace loraserve::e2e {
 namespace {
 
 std::string make_temp_dir(const char* prefix) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / (std::string(prefix) + "XXXXXX"))
-                         .string();
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / (std::string(prefix) + "XXXXXX")).string();
   if (mkdtemp(tmpl.data()) == nullptr) return "";
   return tmpl;
 }
@@ -99,9 +99,9 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const ServerOptions& opts, s
   }
   p->log_path_ = p->work_dir_ + "/server.log";
   const std::string port_file = p->work_dir_ + "/port";
-  std::vector<std::string> argv = {loraserve_bin(), "serve", "--model", opts.model,
-                                   "--listen", "127.0.0.1:0", "--port-file", port_file,
-                                   "--pool-mb", std::to_string(opts.pool_mb)};
+  std::vector<std::string> argv = {
+      loraserve_bin(), "serve",       "--model", opts.model,  "--listen",
+      "127.0.0.1:0",   "--port-file", port_file, "--pool-mb", std::to_string(opts.pool_mb)};
   if (!opts.adapter_root.empty()) {
     argv.push_back("--adapter-root");
     argv.push_back(opts.adapter_root);

@@ -6,14 +6,13 @@
 // (stubs made from channel() may be used from any thread).
 #pragma once
 
+#include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "proto/loraserve.grpc.pb.h"
 
