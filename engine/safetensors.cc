@@ -1,3 +1,4 @@
+#include "engine/file_util.h"
 #include "engine/safetensors.h"
 
 #include <fcntl.h>
@@ -22,15 +23,6 @@ using json = nlohmann::json;
 // A header larger than this is not a checkpoint we can trust (real ones are a
 // few hundred KB even for 70B models); the Rust reference uses the same bound.
 constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
 
 // numel of a validated shape, or false on overflow past `limit`.
 bool checked_numel(const std::vector<int64_t>& shape, uint64_t limit, uint64_t* out) {

@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "clients/lora_cli/client.h"
-#include "lora_cli/health.grpc.pb.h"
+#include "proto/health.grpc.pb.h"
 
 namespace loraserve::client {
 namespace {

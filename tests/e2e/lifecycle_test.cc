@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
-#include "tests/e2e/health.grpc.pb.h"
+#include "proto/health.grpc.pb.h"
 
 namespace loraserve::e2e {
 namespace {

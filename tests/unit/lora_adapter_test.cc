@@ -1,3 +1,4 @@
+#include "tests/support/test_util.h"
 #include "engine/lora_adapter.h"
 
 #include <gtest/gtest.h>
@@ -14,23 +15,11 @@
 namespace loraserve {
 namespace {
 
+using testing_util::TempDir;
+using testing_util::read_file;
+using testing_util::write_file;
+
 using json = nlohmann::ordered_json;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/loraserve-lora-XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    path_ = p ? p : "";
-  }
-  ~TempDir() {
-    if (!path_.empty()) std::filesystem::remove_all(path_);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // hidden 16, 4 heads of 4 with 2 KV heads (q 16, kv 8), inter 24, 2 layers.
 ModelConfig base_config() {

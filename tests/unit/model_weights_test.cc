@@ -1,3 +1,4 @@
+#include "tests/support/test_util.h"
 #include "engine/model_weights.h"
 
 #include <gtest/gtest.h>
@@ -12,23 +13,11 @@
 namespace loraserve {
 namespace {
 
+using testing_util::TempDir;
+using testing_util::read_file;
+using testing_util::write_file;
+
 using json = nlohmann::json;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/loraserve-mw-XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    path_ = p ? p : "";
-  }
-  ~TempDir() {
-    if (!path_.empty()) std::filesystem::remove_all(path_);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 ModelConfig small_config(bool tied = false) {
   ModelConfig c;

@@ -1,3 +1,4 @@
+#include "tests/support/test_util.h"
 #include "engine/safetensors.h"
 
 #include <gtest/gtest.h>
@@ -11,33 +12,9 @@
 namespace loraserve {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/loraserve-st-XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    path_ = p ? p : "";
-  }
-  ~TempDir() {
-    if (!path_.empty()) std::filesystem::remove_all(path_);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using testing_util::TempDir;
+using testing_util::read_file;
+using testing_util::write_file;
 
 // A safetensors image with the given header text and `data_bytes` zero bytes.
 std::string raw_file(const std::string& header, size_t data_bytes) {

@@ -1,3 +1,4 @@
+#include "tests/support/test_util.h"
 #include "engine/synth.h"
 
 #include <gtest/gtest.h>
@@ -15,30 +16,11 @@
 namespace loraserve {
 namespace {
 
+using testing_util::TempDir;
+using testing_util::read_file;
+using testing_util::write_file;
+
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/loraserve-synth-XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    path_ = p ? p : "";
-  }
-  ~TempDir() {
-    if (!path_.empty()) fs::remove_all(path_);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 SynthOptions tiny_options(uint64_t seed, int adapters) {
   SynthOptions o;
