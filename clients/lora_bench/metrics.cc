@@ -123,9 +123,12 @@ RunSummary Metrics::summarize(const SloTargets& slo) const {
         static_cast<double>(r.output_tokens + r.prompt_tokens) / r.window_s;
     r.goodput = static_cast<double>(meet_both) / r.window_s;
   }
-  if (r.completed > 0) {
-    r.slo_ttft = static_cast<double>(meet_ttft) / static_cast<double>(r.completed);
-    r.slo_request = static_cast<double>(meet_both) / static_cast<double>(r.completed);
+  // Attainment is over every request that ended: one the server refused or
+  // aborted (an SLO early abort, a deadline) missed its target.
+  const uint64_t ended = r.completed + r.errors;
+  if (ended > 0) {
+    r.slo_ttft = static_cast<double>(meet_ttft) / static_cast<double>(ended);
+    r.slo_request = static_cast<double>(meet_both) / static_cast<double>(ended);
   }
   if (!itl.empty()) r.slo_itl = static_cast<double>(meet_itl) / static_cast<double>(itl.size());
   r.ttft_ms = bench::summarize(&ttft);

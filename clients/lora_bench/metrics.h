@@ -75,7 +75,7 @@ struct RunSummary {
   double total_token_throughput = 0;  // (prompt tokens of completed + output tokens) / window
   Distribution ttft_ms, itl_ms, e2e_ms, tpot_ms, server_queue_ms;
   // SLO attainment, fractions in [0, 1] over completed requests (ITL: over gaps).
-  double slo_ttft = 0;      // requests with TTFT <= target
+  double slo_ttft = 0;      // share of ended requests with TTFT <= target (errors miss)
   double slo_itl = 0;       // gaps <= target
   double slo_request = 0;   // requests with TTFT <= target and TPOT <= ITL target
   double goodput = 0;       // requests meeting both per second of window
