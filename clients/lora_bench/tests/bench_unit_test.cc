@@ -110,7 +110,7 @@ TEST(LoraBenchMetrics, CountsAndErrors) {
   EXPECT_EQ(s.errors_by_code["NOT_FOUND"], 1u);
   EXPECT_NEAR(s.ttft_ms.p50, 10, 0.01);
   EXPECT_NEAR(s.tpot_ms.p50, 10, 0.01);
-  EXPECT_EQ(s.slo_ttft, 1.0);
+  EXPECT_EQ(s.slo_ttft, 0.5);  // the failed request counts as a miss
   EXPECT_EQ(s.slo_itl, 0.0);
   EXPECT_EQ(s.slo_request, 0.0);
 }
