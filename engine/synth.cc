@@ -8,6 +8,7 @@
 
 #include "engine/lora_adapter.h"
 #include "engine/safetensors.h"
+#include "engine/tokenizer_synth.h"
 
 namespace loraserve {
 namespace {
@@ -267,6 +268,14 @@ Status synth_write(const SynthOptions& opts, const std::string& out_dir) {
     fs::create_directories(model_dir, ec);
     if (ec) return internal_error("cannot create " + model_dir + ": " + ec.message());
     LS_RETURN_IF_ERROR(write_model(c, opts.seed, model_dir));
+    // A real byte-level BPE tokenizer sized to the vocabulary, so text works end to end.
+    // (Skipped for configs without distinct bos/eos or with fewer than 259 ids.)
+    if (c.vocab_size >= 259 && c.bos_token_id >= 0 && c.eos_token_id >= 0 &&
+        c.bos_token_id != c.eos_token_id && c.bos_token_id < c.vocab_size &&
+        c.eos_token_id < c.vocab_size) {
+      LS_RETURN_IF_ERROR(write_synth_tokenizer(model_dir, c.vocab_size, c.bos_token_id,
+                                               c.eos_token_id, c.max_position_embeddings));
+    }
   }
   for (int i = 0; i < opts.num_adapters; ++i) {
     char name[32];

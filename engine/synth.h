@@ -26,7 +26,9 @@ struct SynthOptions {
   bool write_model = true;
 };
 
-// Writes OUT/model/{config.json, model.safetensors} and
+// Writes OUT/model/{config.json, model.safetensors, tokenizer.json,
+// tokenizer_config.json} (the tokenizer from engine/tokenizer_synth.h, when
+// the config has distinct bos/eos ids and vocab_size >= 259) and
 // OUT/adapters/adapter-NNN/{adapter_config.json, adapter_model.safetensors}.
 // Weights are drawn so activations stay O(1) through the layers (normal with
 // std 1/sqrt(fan_in) for projections; norms around 1) and each adapter moves

@@ -11,7 +11,8 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libyaml-cpp-dev libssl-dev openssl
-  python3 python3-numpy python3-torch
+  libpcre2-dev libutf8proc-dev
+  python3 python3-numpy python3-torch python3-sentencepiece
 )
 missing=()
 for p in "${PKGS[@]}"; do

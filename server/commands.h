@@ -18,5 +18,8 @@ void add_generate_command(CLI::App& app, Runner* runner);
 void add_serve_command(CLI::App& app, Runner* runner);
 // `loraserve hash-key`: the salted hash of an API key for --tenants.
 void add_hash_key_command(CLI::App& app, Runner* runner);
+// `loraserve tokenize` / `loraserve detokenize`: a tokenizer.json from the shell.
+void add_tokenize_command(CLI::App& app, Runner* runner);
+void add_detokenize_command(CLI::App& app, Runner* runner);
 
 }  // namespace loraserve::cli
