@@ -20,6 +20,7 @@
 
 #include "engine/engine.h"
 #include "engine/model_weights.h"
+#include "engine/tokenizer.h"
 #include "scheduler/scheduler.h"
 #include "server/adapter_loader.h"
 #include "server/commands.h"
@@ -136,6 +137,16 @@ int run_serve(const ServeFlags& f) {
   (*scheduler)->start();
 
   ServiceOptions svc_opts;
+  auto tokenizer = Tokenizer::load_dir(f.model);
+  if (tokenizer.ok()) {
+    svc_opts.tokenizer = *tokenizer;
+    spdlog::info("tokenizer: {} ids from {}/tokenizer.json", (*tokenizer)->vocab_size(), f.model);
+  } else if (tokenizer.status().code() == StatusCode::kNotFound) {
+    spdlog::warn("no tokenizer.json in {}: token ids only (no text prompts or stop strings)",
+                 f.model);
+  } else {
+    return fail(tokenizer.status().with_context("loading the tokenizer"));
+  }
   svc_opts.adapter_root = f.adapter_root;
   svc_opts.max_upload_bytes = f.max_upload_mb << 20;
   svc_opts.backend_name = backend_name;

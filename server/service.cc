@@ -32,12 +32,23 @@ RequestOutcome outcome_of(FinishReason r) {
 
 // Builds scheduler parameters from the wire request; INVALID_ARGUMENT for
 // fields the scheduler cannot even represent (its own checks do the rest).
-Status to_params(const v1::GenerateRequest& req, GenerationParams* p) {
-  if (req.prompt_token_ids().empty()) {
-    if (!req.prompt().empty()) {
-      return unimplemented("text prompts need the tokenizer, which this server does not have "
-                           "yet; send prompt_token_ids");
+Status to_params(const v1::GenerateRequest& req, const Tokenizer* tokenizer,
+                 GenerationParams* p) {
+  if (!req.prompt().empty() && !req.prompt_token_ids().empty()) {
+    return invalid_argument("send either prompt or prompt_token_ids, not both");
+  }
+  if (!req.sampling().stop().empty() && tokenizer == nullptr) {
+    return failed_precondition("stop strings need the model's tokenizer.json, which this "
+                               "server has not loaded; use stop_token_ids");
+  }
+  if (!req.prompt().empty()) {
+    if (tokenizer == nullptr) {
+      return failed_precondition("text prompts need the model's tokenizer.json, which this "
+                                 "server has not loaded; send prompt_token_ids");
     }
+    LS_ASSIGN_OR_RETURN(p->prompt, tokenizer->encode(req.prompt(), /*add_special_tokens=*/true));
+    if (p->prompt.empty()) return invalid_argument("prompt encodes to no tokens");
+  } else if (req.prompt_token_ids().empty()) {
     return invalid_argument("prompt_token_ids is empty");
   }
   for (uint32_t id : req.prompt_token_ids()) {
@@ -86,7 +97,11 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
                                   const v1::GenerateRequest& req,
                                   grpc::ServerWriter<v1::GenerateResponse>* writer) {
   GenerationParams p;
-  LS_RETURN_IF_ERROR(to_params(req, &p));
+  const Tokenizer* tok = options_.tokenizer.get();
+  LS_RETURN_IF_ERROR(to_params(req, tok, &p));
+  for (const std::string& stop : req.sampling().stop()) {
+    if (stop.empty()) return invalid_argument("stop strings must not be empty");
+  }
   if (!req.adapter_id().empty()) {
     LS_RETURN_IF_ERROR(validate_adapter_id(req.adapter_id()));
     LS_ASSIGN_OR_RETURN(p.adapter_id, tenants_->resolve(caller, req.adapter_id()));
@@ -113,6 +128,20 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
 
   LS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream,
                       scheduler_->submit(request_id, std::move(p)));
+  // Text: each delta is valid UTF-8; a stop string ends the request here
+  // (the scheduler learns of it as a cancellation) and is not returned.
+  std::unique_ptr<StreamDecoder> decoder;
+  std::unique_ptr<StopStringMatcher> stops;
+  if (tok != nullptr) {
+    DecodeOptions dopts;
+    dopts.skip_special_tokens = true;
+    dopts.continuation = true;
+    decoder = std::make_unique<StreamDecoder>(options_.tokenizer, dopts);
+    stops = std::make_unique<StopStringMatcher>(
+        std::vector<std::string>(req.sampling().stop().begin(), req.sampling().stop().end()));
+  }
+  bool stopped_by_string = false;
+  uint32_t sent_tokens = 0;
   for (;;) {
     RequestEvent e;
     if (!stream->pop(&e, std::chrono::milliseconds(20))) {
@@ -123,6 +152,13 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
         return Status(StatusCode::kCancelled, "client cancelled the request");
       }
       continue;
+    }
+    if (stopped_by_string && !e.final) continue;  // computed after the stop: dropped
+    if (e.final && stopped_by_string) {
+      e.finish = FinishReason::kStop;
+      e.completion_tokens = static_cast<int32_t>(sent_tokens);
+      e.tokens.clear();
+      e.logprobs.clear();
     }
     if (e.final) {
       outcome = outcome_of(e.finish);
@@ -141,6 +177,25 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
     resp.set_request_id(request_id);
     for (int32_t t : e.tokens) resp.add_token_ids(static_cast<uint32_t>(t));
     for (float lp : e.logprobs) resp.add_logprobs(lp);
+    sent_tokens += static_cast<uint32_t>(e.tokens.size());
+    if (decoder) {
+      std::string text;
+      for (int32_t t : e.tokens) {
+        StopStringMatcher::Result r = stops->push(decoder->push(t));
+        text += r.text;
+        if (r.stopped) {
+          stopped_by_string = true;
+          stream->cancel();
+          break;
+        }
+      }
+      if (e.final && !stopped_by_string) {
+        StopStringMatcher::Result r = stops->push(decoder->finish());
+        text += r.text;
+        if (!r.stopped) text += stops->finish();
+      }
+      resp.set_text(text);
+    }
     if (e.final) {
       resp.set_final(true);
       resp.set_finish_reason(to_proto(e.finish));

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "proto/loraserve.grpc.pb.h"
+#include "engine/tokenizer.h"
 #include "scheduler/scheduler.h"
 #include "server/tenant_directory.h"
 
@@ -17,6 +18,9 @@ namespace loraserve {
 
 struct ServiceOptions {
   std::string adapter_root;            // "" = LoadAdapter by path is refused
+  // The model's tokenizer: text prompts, text deltas and stop strings need
+  // it; null = token ids only.
+  std::shared_ptr<const Tokenizer> tokenizer;
   int64_t max_upload_bytes = 4ll << 30;
   std::string backend_name;
 };

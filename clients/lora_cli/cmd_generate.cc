@@ -24,6 +24,8 @@ namespace {
 struct GenerateOptions {
   std::string adapter;  // empty = base model
   std::vector<uint32_t> prompt_ids;
+  std::string prompt;  // text, encoded by the server's tokenizer
+  std::vector<std::string> stop;
   uint32_t max_new_tokens = 0;  // 0 = server default
   float temperature = 0.0f;
   uint32_t top_k = 0;
@@ -120,9 +122,14 @@ double ms_since(std::chrono::steady_clock::time_point start) {
 }
 
 int run_generate(const GlobalOptions& opts, const GenerateOptions& gen) {
+  if (gen.prompt_ids.empty() && gen.prompt.empty()) {
+    std::fprintf(stderr, "error: give --prompt TEXT or --prompt-ids IDS\n");
+    return kExitUsage;
+  }
   v1::GenerateRequest request;
   request.set_adapter_id(gen.adapter);
   for (uint32_t id : gen.prompt_ids) request.add_prompt_token_ids(id);
+  request.set_prompt(gen.prompt);
   request.set_request_id(gen.request_id);
   v1::SamplingParams* sampling = request.mutable_sampling();
   sampling->set_max_new_tokens(gen.max_new_tokens);
@@ -131,6 +138,7 @@ int run_generate(const GlobalOptions& opts, const GenerateOptions& gen) {
   sampling->set_top_p(gen.top_p);
   sampling->set_seed(gen.seed);
   for (uint32_t id : gen.stop_ids) sampling->add_stop_token_ids(id);
+  for (const std::string& st : gen.stop) sampling->add_stop(st);
   sampling->set_ignore_eos(gen.ignore_eos);
 
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
@@ -139,6 +147,8 @@ int run_generate(const GlobalOptions& opts, const GenerateOptions& gen) {
 
   std::vector<uint32_t> tokens;
   std::vector<float> logprobs;
+  std::string text;
+  const bool show_text = !gen.prompt.empty();  // text in, text out
   v1::GenerateResponse final_message;
   bool got_final = false;
   std::string request_id = gen.request_id;
@@ -156,8 +166,10 @@ int run_generate(const GlobalOptions& opts, const GenerateOptions& gen) {
       if (client_ttft_ms < 0 && response.token_ids_size() > 0) client_ttft_ms = ms_since(start);
       for (int i = 0; i < response.token_ids_size(); ++i) {
         tokens.push_back(response.token_ids(i));
-        if (!gen.json) std::printf("%u ", response.token_ids(i));
+        if (!gen.json && !show_text) std::printf("%u ", response.token_ids(i));
       }
+      text += response.text();
+      if (!gen.json && show_text) std::fputs(response.text().c_str(), stdout);
       for (float lp : response.logprobs()) logprobs.push_back(lp);
       if (!gen.json) std::fflush(stdout);
       if (response.final()) {
@@ -191,6 +203,7 @@ int run_generate(const GlobalOptions& opts, const GenerateOptions& gen) {
   if (gen.json) {
     nlohmann::json out;
     out["tokens"] = tokens;
+    out["text"] = text;
     nlohmann::json lps = nlohmann::json::array();
     for (float lp : logprobs) lps.push_back(float_for_json(lp));
     out["logprobs"] = std::move(lps);
@@ -226,9 +239,13 @@ void add_generate_command(CLI::App& app, const GlobalOptions* opts, Runner* runn
   auto gen = std::make_shared<GenerateOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "stream tokens for one prompt");
   cmd->add_option("--adapter", gen->adapter, "adapter id (omit for the base model)");
-  cmd->add_option("--prompt-ids", gen->prompt_ids, "prompt token ids, e.g. 1,2,3")
-      ->delimiter(',')
-      ->required();
+  auto* ids = cmd->add_option("--prompt-ids", gen->prompt_ids, "prompt token ids, e.g. 1,2,3")
+                  ->delimiter(',');
+  auto* text = cmd->add_option("--prompt", gen->prompt,
+                               "prompt text (the server encodes it); the reply streams as text");
+  ids->excludes(text);
+  text->excludes(ids);
+  cmd->add_option("--stop", gen->stop, "stop string (repeatable); not included in the output");
   cmd->add_option("--max-new-tokens", gen->max_new_tokens, "0 = server default");
   cmd->add_option("--temperature", gen->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-k", gen->top_k, "0 = off");
