@@ -109,6 +109,7 @@ StreamResult run_generate(v1::LoraServe::Stub* stub, const v1::GenerateRequest& 
     }
     r.tokens.insert(r.tokens.end(), msg.token_ids().begin(), msg.token_ids().end());
     r.logprobs.insert(r.logprobs.end(), msg.logprobs().begin(), msg.logprobs().end());
+    r.text_deltas.push_back(msg.text());
     if (msg.final()) {
       r.got_final = true;
       r.final_msg = msg;

@@ -50,6 +50,7 @@ struct StreamResult {
   grpc::Status status;
   std::vector<uint32_t> tokens;
   std::vector<float> logprobs;
+  std::vector<std::string> text_deltas;  // one per message, as received
   bool got_final = false;
   v1::GenerateResponse final_msg;
   int messages = 0;
