@@ -144,7 +144,9 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
   uint32_t sent_tokens = 0;
   for (;;) {
     RequestEvent e;
-    if (!stream->pop(&e, std::chrono::milliseconds(20))) {
+    // Wakes at once for events; the timeout only bounds how late a client
+    // cancellation is noticed (gRPC's sync API has no cancel callback).
+    if (!stream->pop(&e, std::chrono::milliseconds(50))) {
       if (ctx->IsCancelled()) {
         // The scheduler frees the request's pages at its next iteration.
         stream->cancel();
