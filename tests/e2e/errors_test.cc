@@ -61,9 +61,9 @@ TEST_F(BadRequests, EachIsRefusedWithTheRightCodeWhileAHealthyStreamRuns) {
   r.mutable_sampling()->set_top_p(1.5f);
   EXPECT_TRUE(refused(r, StatusCode::INVALID_ARGUMENT, "top_p"));
 
-  r = make_request("", {}, 4);
+  r = make_request("", ok_prompt, 4);
   r.set_prompt("Hello, world");
-  EXPECT_TRUE(refused(r, StatusCode::UNIMPLEMENTED, "tokenizer"));
+  EXPECT_TRUE(refused(r, StatusCode::INVALID_ARGUMENT, "not both"));
 
   EXPECT_TRUE(refused(make_request("no-such-adapter", ok_prompt, 4), StatusCode::NOT_FOUND,
                       "no-such-adapter"));
