@@ -10,6 +10,7 @@
 #include "engine/generate.h"
 #include "engine/lora_adapter.h"
 #include "engine/model_weights.h"
+#include "engine/tokenizer.h"
 #include "server/commands.h"
 
 namespace loraserve::cli {
@@ -20,6 +21,7 @@ struct GenerateFlags {
   std::string model;
   std::string adapter;
   std::vector<int32_t> prompt_ids;
+  std::string prompt;  // text, encoded with the model's tokenizer.json
   int32_t max_new_tokens = 16;
   float temperature = 0.0f;
   int32_t top_k = 0;
@@ -40,10 +42,20 @@ int fail(const Status& s) {
   return 1;
 }
 
-int run_generate(const GenerateFlags& f) {
+int run_generate(GenerateFlags f) {
   auto weights = ModelWeights::open(f.model);
   if (!weights.ok()) return fail(weights.status().with_context("loading model " + f.model));
   const ModelConfig& config = (*weights)->config();
+  std::shared_ptr<const Tokenizer> tokenizer;
+  if (!f.prompt.empty()) {
+    auto tok = Tokenizer::load_dir(f.model);
+    if (!tok.ok()) return fail(tok.status().with_context("--prompt needs the model's tokenizer"));
+    tokenizer = *tok;
+    auto ids = tokenizer->encode(f.prompt, /*add_special_tokens=*/true);
+    if (!ids.ok()) return fail(ids.status());
+    f.prompt_ids = *ids;
+  }
+  if (f.prompt_ids.empty()) return fail(invalid_argument("give --prompt-ids or --prompt"));
 
   std::unique_ptr<LoraAdapter> adapter;
   if (!f.adapter.empty()) {
@@ -109,7 +121,18 @@ int run_generate(const GenerateFlags& f) {
     j["tokens"] = r.tokens;
     j["logprobs"] = r.logprobs;
     j["finish_reason"] = r.finish == GenerationFinish::kStop ? "stop" : "length";
+    if (tokenizer) {
+      DecodeOptions o;
+      o.skip_special_tokens = true;
+      o.continuation = true;
+      j["text"] = tokenizer->decode(r.tokens, o);
+    }
     std::printf("%s\n", j.dump().c_str());
+  } else if (tokenizer) {
+    DecodeOptions o;
+    o.skip_special_tokens = true;
+    o.continuation = true;
+    std::printf("%s\n", tokenizer->decode(r.tokens, o).c_str());
   } else {
     std::printf("tokens:");
     for (int32_t t : r.tokens) std::printf(" %d", t);
@@ -125,9 +148,11 @@ void add_generate_command(CLI::App& app, Runner* runner) {
   CLI::App* cmd = app.add_subcommand("generate", "Generate tokens offline with the engine");
   cmd->add_option("--model", f->model, "HF model directory")->required();
   cmd->add_option("--adapter", f->adapter, "PEFT LoRA adapter directory");
-  cmd->add_option("--prompt-ids", f->prompt_ids, "Prompt token ids, comma separated")
-      ->delimiter(',')
-      ->required();
+  auto* ids = cmd->add_option("--prompt-ids", f->prompt_ids, "Prompt token ids, comma separated")
+                  ->delimiter(',');
+  auto* text = cmd->add_option("--prompt", f->prompt,
+                               "Prompt text, encoded with the model's tokenizer.json (BOS added)");
+  ids->excludes(text);
   cmd->add_option("--max-new-tokens", f->max_new_tokens)->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--temperature", f->temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f))
