@@ -43,3 +43,39 @@ struct AttentionParams {
 Status attention_ref(const AttentionParams& p);
 
 }  // namespace loraserve::kernels
+
+#ifdef LORASERVE_WITH_CUDA
+#include <cuda_runtime.h>
+namespace loraserve::kernels {
+// bf16 versions (uint16_t bit patterns, device pointers). Sequences,
+// positions and page ids are NOT checked on the device: the caller checks
+// them on the host first (the cuda backend does so in begin_step), exactly
+// as kv_append_ref / attention_ref would.
+struct KvAppendBf16Params {
+  const uint16_t* k = nullptr;         // [num_tokens, kv_dim]
+  const uint16_t* v = nullptr;         // [num_tokens, kv_dim]
+  const int32_t* token_seq = nullptr;  // [num_tokens]
+  const int32_t* positions = nullptr;  // [num_tokens]
+  int64_t num_tokens = 0;
+  PagedKvViewBf16 kv;
+};
+Status launch_kv_append_bf16(const KvAppendBf16Params& p, cudaStream_t stream);
+
+// One kernel for prefill, chunked prefill and decode: a block per
+// (token, q head) runs an online softmax over positions 0..pos of the
+// token's sequence, fp32 accumulation. head_dim <= 256.
+struct AttentionBf16Params {
+  const uint16_t* q = nullptr;         // [num_tokens, num_q_heads * head_dim] (rope applied)
+  uint16_t* out = nullptr;             // [num_tokens, num_q_heads * head_dim]
+  const int32_t* token_seq = nullptr;  // [num_tokens]
+  const int32_t* positions = nullptr;  // [num_tokens]
+  int64_t num_tokens = 0;
+  int64_t num_q_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  float scale = 0.0f;
+  PagedKvViewBf16 kv;
+};
+Status launch_attention_bf16(const AttentionBf16Params& p, cudaStream_t stream);
+}  // namespace loraserve::kernels
+#endif

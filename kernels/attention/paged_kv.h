@@ -43,4 +43,18 @@ struct PagedKvView {
   }
 };
 
+// The same layout over a bf16 pool on the device (uint16_t bit patterns;
+// page_stride in bf16 elements). All pointers are device pointers.
+struct PagedKvViewBf16 {
+  uint16_t* pool = nullptr;
+  int64_t page_stride = 0;
+  int32_t page_tokens = 0;
+  int32_t kv_dim = 0;
+  int32_t num_layers = 0;
+  int32_t layer = 0;
+  const int32_t* block_indptr = nullptr;  // [num_seqs + 1]
+  const int32_t* page_ids = nullptr;      // [total_blocks, num_layers]
+  int32_t num_seqs = 0;
+};
+
 }  // namespace loraserve::kernels

@@ -55,3 +55,58 @@ struct PagedLoraExpandParams {
 Status lora_expand_paged_ref(const PagedLoraExpandParams& p);
 
 }  // namespace loraserve::kernels
+
+#ifdef LORASERVE_WITH_CUDA
+#include <cuda_runtime.h>
+namespace loraserve::kernels {
+// Device form of PagedLoraSegment: the page table is a slice
+// [page_begin, page_begin + num_pages) of one device array of page ids
+// shared by all segments of a launch (the cuda backend concatenates them).
+struct PagedLoraSegmentDev {
+  int32_t begin = 0;       // first token row
+  int32_t end = 0;         // one past the last token row
+  int32_t rank = 0;
+  float scale = 1.0f;
+  int32_t page_begin = 0;  // into the launch's page_ids
+  int32_t num_pages = 0;
+  int64_t a_offset = 0;    // element offset of A [rank, in_dim] in the image
+  int64_t bt_offset = 0;   // element offset of Bt [rank, out_dim] in the image
+};
+
+// bf16 pool, x, y and scratch v (uint16_t bit patterns), fp32 accumulation.
+// `segments` and `page_ids` are device arrays; segments are sorted by
+// begin and do not overlap (checked on the host by the caller). Tokens in
+// no segment are left untouched.
+struct PagedLoraShrinkBf16Params {
+  const uint16_t* x = nullptr;  // [num_tokens, x_stride]
+  int64_t x_stride = 0;
+  uint16_t* v = nullptr;        // [num_tokens, v_stride], v_stride >= max_rank
+  int64_t v_stride = 0;
+  int64_t in_dim = 0;
+  int64_t num_tokens = 0;
+  const uint16_t* pool = nullptr;
+  int64_t page_elems = 0;       // bf16 elements per page
+  const PagedLoraSegmentDev* segments = nullptr;  // [num_segments] device
+  const int32_t* page_ids = nullptr;              // device
+  int32_t num_segments = 0;
+  int32_t max_rank = 0;         // max over segments (sizes the grid)
+};
+Status launch_lora_shrink_paged_bf16(const PagedLoraShrinkBf16Params& p, cudaStream_t stream);
+
+struct PagedLoraExpandBf16Params {
+  const uint16_t* v = nullptr;  // [num_tokens, v_stride]
+  int64_t v_stride = 0;
+  uint16_t* y = nullptr;        // [num_tokens, y_stride], += into the first out_dim columns
+  int64_t y_stride = 0;
+  int64_t out_dim = 0;
+  int64_t num_tokens = 0;
+  const uint16_t* pool = nullptr;
+  int64_t page_elems = 0;
+  const PagedLoraSegmentDev* segments = nullptr;
+  const int32_t* page_ids = nullptr;
+  int32_t num_segments = 0;
+  int32_t max_rank = 0;
+};
+Status launch_lora_expand_paged_bf16(const PagedLoraExpandBf16Params& p, cudaStream_t stream);
+}  // namespace loraserve::kernels
+#endif

@@ -40,5 +40,29 @@ namespace loraserve::kernels {
 // Device pointers; asynchronous on `stream`.
 Status launch_rmsnorm(const RmsNormParams& p, cudaStream_t stream);
 Status launch_add_rmsnorm(const AddRmsNormParams& p, cudaStream_t stream);
+
+// bf16 I/O (uint16_t bit patterns), fp32 math. add_rmsnorm stores the sum
+// residual + delta rounded to bf16 and normalises that rounded value (as a
+// bf16 PyTorch model does); out = bf16(weight * bf16(x * inv_rms)) like HF.
+struct RmsNormBf16Params {
+  const uint16_t* x = nullptr;       // [num_tokens, hidden]
+  const uint16_t* weight = nullptr;  // [hidden]
+  uint16_t* out = nullptr;           // [num_tokens, hidden]; may alias x
+  int64_t num_tokens = 0;
+  int64_t hidden = 0;
+  float eps = 1e-5f;
+};
+Status launch_rmsnorm_bf16(const RmsNormBf16Params& p, cudaStream_t stream);
+
+struct AddRmsNormBf16Params {
+  uint16_t* residual = nullptr;      // [num_tokens, hidden]; += delta in place
+  const uint16_t* delta = nullptr;   // [num_tokens, hidden]
+  const uint16_t* weight = nullptr;  // [hidden]
+  uint16_t* out = nullptr;           // [num_tokens, hidden]
+  int64_t num_tokens = 0;
+  int64_t hidden = 0;
+  float eps = 1e-5f;
+};
+Status launch_add_rmsnorm_bf16(const AddRmsNormBf16Params& p, cudaStream_t stream);
 }  // namespace loraserve::kernels
 #endif

@@ -41,3 +41,23 @@ struct RopeParams {
 Status rope_ref(const RopeParams& p);
 
 }  // namespace loraserve::kernels
+
+#ifdef LORASERVE_WITH_CUDA
+#include <cuda_runtime.h>
+namespace loraserve::kernels {
+// bf16 q/k in place (uint16_t bit patterns); angles, cos and sin in fp32
+// exactly as rope_ref. All pointers are device pointers. Positions are not
+// checked on the device (the cuda backend validates the plan on the host).
+struct RopeBf16Params {
+  uint16_t* q = nullptr;               // [num_tokens, num_q_heads * head_dim]
+  uint16_t* k = nullptr;               // [num_tokens, num_kv_heads * head_dim]
+  const int32_t* positions = nullptr;  // [num_tokens]
+  const float* inv_freq = nullptr;     // [head_dim / 2]
+  int64_t num_tokens = 0;
+  int64_t num_q_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;  // even
+};
+Status launch_rope_bf16(const RopeBf16Params& p, cudaStream_t stream);
+}  // namespace loraserve::kernels
+#endif

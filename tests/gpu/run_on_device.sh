@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Everything the GPU session runs in ONE device call, from the repo root of
+# the device machine, with .gpu-bundle carried along (see README.md here).
+# Writes logs and results under $OUT and prints a short summary last.
+#
+# Build and pack on the build machine first: bash tests/gpu/pack_bundle.sh
+# (the bundle, ~69 MiB, travels as .gpu-bundle.tgz, ~24 MiB; unpacked here).
+set -u
+OUT=${OUT:-/tmp/loraserve-gpu-out}
+mkdir -p "$OUT"
+if [ -f .gpu-bundle.tgz ]; then
+  rm -rf .gpu-bundle && tar xzf .gpu-bundle.tgz || { echo "cannot unpack .gpu-bundle.tgz"; exit 1; }
+fi
+[ -x .gpu-bundle/run.sh ] || { echo "no .gpu-bundle/run.sh: run tests/gpu/pack_bundle.sh and carry .gpu-bundle.tgz"; exit 1; }
+B=.gpu-bundle/run.sh
+W=$(mktemp -d /tmp/loraserve-gpu-XXXXXX)
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# 1. The machine and the bundle.
+{
+  nvidia-smi
+  nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv
+  $B --check gpu_kernel_tests
+  $B --check loraserve
+  command -v cuobjdump >/dev/null && cuobjdump --list-elf --list-ptx .gpu-bundle/bin/gpu_kernel_tests
+} > "$OUT/env.txt" 2>&1
+note "env: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+
+# 2. Kernel and engine tests (every element vs the CPU references).
+timeout 300 $B gpu_kernel_tests --gtest_output=xml:"$OUT/gpu.xml" > "$OUT/gpu_kernel_tests.log" 2>&1
+rc=$?
+note "gpu_kernel_tests rc=$rc: $(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/gpu_kernel_tests.log" | tr '\n' ' ')"
+grep -E '^\[  FAILED  \]|max_abs|cuda vs cpu' "$OUT/gpu_kernel_tests.log" | head -60 >> "$SUMMARY"
+
+# 3. loraserve generate: cuda vs cpu on the tiny synthetic model.
+$B loraserve synth --preset tiny --out "$W/tiny" --adapters 4 > "$OUT/synth.log" 2>&1 ||
+  note "synth failed (see synth.log)"
+for adapter in "" "$W/tiny/adapters/adapter-001"; do
+  tag=$([ -z "$adapter" ] && echo base || echo adapter)
+  for backend in cpu cuda; do
+    args=(generate --model "$W/tiny/model" --prompt-ids 1,17,300,42,9 --max-new-tokens 24
+          --json --backend "$backend" --pool-mb 64 --logits-out "$W/logits_${tag}_${backend}.bin")
+    [ -n "$adapter" ] && args+=(--adapter "$adapter")
+    timeout 120 $B loraserve "${args[@]}" > "$OUT/generate_${tag}_${backend}.json" \
+      2> "$OUT/generate_${tag}_${backend}.log"
+    note "generate $tag $backend rc=$?: $(head -c 300 "$OUT/generate_${tag}_${backend}.json")"
+  done
+  python3 - "$W/logits_${tag}_cpu.bin" "$W/logits_${tag}_cuda.bin" 1024 <<'PY' | tee -a "$SUMMARY"
+import array, sys
+a, b, vocab = array.array('f'), array.array('f'), int(sys.argv[3])
+try:
+    a.frombytes(open(sys.argv[1], 'rb').read()); b.frombytes(open(sys.argv[2], 'rb').read())
+except OSError as e:
+    print("  logits compare: missing file", e); sys.exit(0)
+n = min(len(a), len(b)) // vocab
+first_flip = None
+for s in range(n):
+    ra, rb = a[s*vocab:(s+1)*vocab], b[s*vocab:(s+1)*vocab]
+    ta = max(range(vocab), key=ra.__getitem__); tb = max(range(vocab), key=rb.__getitem__)
+    top2 = sorted(ra, reverse=True)[:2]
+    d = max(abs(x - y) for x, y in zip(ra, rb))
+    print(f"  step {s}: cpu tok {ta} cuda tok {tb} cpu margin {top2[0]-top2[1]:.3f} max|dlogit| {d:.4f}")
+    if ta != tb:
+        print("  (tokens differ from here on; steps after this one are not comparable)"); break
+PY
+done
+
+# 4. A short serve + lora-bench run on cuda.
+PORT_FILE="$W/port"
+$B loraserve serve --model "$W/tiny/model" --adapter-root "$W/tiny/adapters" \
+  --listen 127.0.0.1:0 --port-file "$PORT_FILE" --backend "${SERVE_BACKEND:-cuda}" --pool-mb 256 \
+  > "$OUT/serve.log" 2>&1 &
+SERVE_PID=$!
+for _ in $(seq 1 100); do [ -s "$PORT_FILE" ] && break; sleep 0.2; done
+if [ -s "$PORT_FILE" ]; then
+  ADDR=127.0.0.1:$(cat "$PORT_FILE")
+  timeout 30 $B lora-cli --addr "$ADDR" generate --prompt-ids 1,2,3 --max-new-tokens 8 --json \
+    > "$OUT/cli_generate.json" 2>&1
+  note "lora-cli generate rc=$?: $(head -c 300 "$OUT/cli_generate.json")"
+  timeout 180 $B lora-bench --addr "$ADDR" --setup "$W/tiny" --num-adapters 4 \
+    --num-requests 200 --rate 50 --prompt-len 16:64 --output-len 16:64 --vocab 1000 \
+    --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1
+  note "lora-bench rc=$?"
+  tail -25 "$OUT/bench.txt" >> "$SUMMARY"
+  timeout 30 $B lora-cli --addr "$ADDR" stats --json > "$OUT/stats.json" 2>&1
+else
+  note "serve did not start (see serve.log)"
+fi
+kill "$SERVE_PID" 2>/dev/null
+wait "$SERVE_PID" 2>/dev/null
+tail -5 "$OUT/serve.log" >> "$SUMMARY"
+
+rm -rf "$W"
+echo "==================== summary ===================="
+cat "$SUMMARY"
