@@ -2,30 +2,13 @@
 // sum of squares by warp shuffles. Same params and semantics as
 // rmsnorm_ref / add_rmsnorm_ref (device pointers).
 #include "common/cuda_check.h"
+#include "kernels/cuda_util.cuh"
 #include "kernels/rmsnorm/rmsnorm.h"
 
 namespace loraserve::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ float block_sum(float v) {
-  __shared__ float warp_sums[kThreads / 32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < kThreads / 32 ? warp_sums[threadIdx.x] : 0.0f;
-  if (warp == 0) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) warp_sums[0] = v;
-  }
-  __syncthreads();
-  const float total = warp_sums[0];
-  __syncthreads();
-  return total;
-}
 
 // residual (optional) += delta; out = norm(residual or x) * weight
 __global__ void rmsnorm_kernel(const float* x, float* residual, const float* delta,
@@ -41,7 +24,7 @@ __global__ void rmsnorm_kernel(const float* x, float* residual, const float* del
     }
     sum += v * v;
   }
-  const float inv = rsqrtf(block_sum(sum) / static_cast<float>(hidden) + eps);
+  const float inv = rsqrtf(cuda::block_sum<kThreads>(sum) / static_cast<float>(hidden) + eps);
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
     out[row * hidden + i] = in[i] * inv * weight[i];
   }
