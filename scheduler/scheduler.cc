@@ -7,6 +7,9 @@ namespace loraserve {
 
 namespace {
 
+// How many waiting requests' adapters are prefetched per iteration.
+constexpr int kPrefetchDepth = 4;
+
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -389,6 +392,16 @@ void Scheduler::admit(std::vector<std::unique_ptr<Request>>* ended) {
       r->first_scheduled = Clock::now();
     }
     running_.push_back(r);
+  }
+  // Bring the adapters of the next waiting requests in ahead of their turn,
+  // into free pages only (a prefetch never evicts): on cuda the copy runs on
+  // its own stream while this step computes.
+  int prefetched = 0;
+  for (Request* r : waiting_) {
+    if (prefetched >= kPrefetchDepth) break;
+    if (r->params.adapter_id.empty() || engine_->adapter_resident(r->params.adapter_id)) continue;
+    if (!engine_->prefetch_adapter(r->params.adapter_id).ok()) break;  // pool full: stop trying
+    prefetched += 1;
   }
   // A request that cannot fit even into an idle server never will.
   if (running_.empty() && !waiting_.empty()) {

@@ -222,6 +222,36 @@ TEST_F(SchedulerTest, CancelFreesPagesAndUnloadWaitsForRequests) {
   (*sched)->stop();
 }
 
+TEST_F(SchedulerTest, AdaptersOfWaitingRequestsArePrefetched) {
+  auto engine = make_engine(64ll << 20);
+  register_all(*engine);
+  SchedulerOptions so;
+  so.max_running = 1;  // the second request waits behind the first
+  auto sched = Scheduler::create(engine.get(), so);
+  ASSERT_TRUE(sched.ok());
+  (*sched)->start();
+  auto first = (*sched)->submit("first", params("adapter-000", {1, 2, 3}, 40));
+  auto second = (*sched)->submit("second", params("adapter-003", {4, 5, 6}, 4));
+  ASSERT_TRUE(first.ok() && second.ok());
+  RequestEvent e;
+  ASSERT_TRUE((*first)->pop(&e, std::chrono::milliseconds(5000)));
+  // While the first runs, the second's adapter is already in the pool.
+  bool resident_early = false;
+  for (int i = 0; i < 200 && !resident_early; ++i) {
+    for (const AdapterSummary& a : (*sched)->list_adapters()) {
+      if (a.id == "adapter-003" && a.resident) resident_early = true;
+    }
+    if (!resident_early) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::vector<int32_t> tokens;
+  const RequestEvent second_end = drain(**second, &tokens);
+  EXPECT_TRUE(resident_early);
+  EXPECT_GE((*sched)->stats().engine.adapters.prefetches, 1);
+  EXPECT_EQ(second_end.finish, FinishReason::kLength);
+  drain(**first, &tokens);
+  (*sched)->stop();
+}
+
 TEST_F(SchedulerTest, RejectsBadRequestsUpFront) {
   auto engine = make_engine(64ll << 20);
   SchedulerOptions so;
