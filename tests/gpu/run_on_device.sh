@@ -92,6 +92,13 @@ kill "$SERVE_PID" 2>/dev/null
 wait "$SERVE_PID" 2>/dev/null
 tail -5 "$OUT/serve.log" >> "$SUMMARY"
 
+# 5. gpu_bench: copy bandwidth, paged SGMV decode shapes vs copy and vs
+#    per-adapter cuBLAS, Llama-2-7B linear-layer decode step and prefill.
+timeout 400 $B gpu_bench > "$OUT/gpu_bench.txt" 2>&1
+note "gpu_bench rc=$?"
+grep -E '^==|^ *[0-9]+ |^ +(batch|variant|base|lora) |ERROR|MISS|not implemented|done' \
+  "$OUT/gpu_bench.txt" | head -40 >> "$SUMMARY"
+
 rm -rf "$W"
 echo "==================== summary ===================="
 cat "$SUMMARY"
