@@ -40,6 +40,8 @@ std::string adapter_name(int index) {
 
 void add_flags(CLI::App& app, BenchConfig* c) {
   app.add_option("--addr", c->addr, "Server host:port")->capture_default_str();
+  app.add_option("--api-key", c->api_key, "API key of a --tenants server (default: $LORASERVE_API_KEY)")
+      ->envname("LORASERVE_API_KEY");
   app.add_option("--connections", c->connections, "HTTP/2 connections to spread streams over")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();

@@ -22,6 +22,7 @@ struct IntRange {
 
 struct BenchConfig {
   std::string addr = "127.0.0.1:50051";
+  std::string api_key;  // sent as `authorization: Bearer <key>` ($LORASERVE_API_KEY)
   int connections = 4;  // HTTP/2 connections the streams are spread over
 
   // Bounds: at least one of them; the run stops issuing at whichever comes first.

@@ -63,7 +63,7 @@ int run(const BenchConfig& cfg) {
   }
 
   v1::Stats before;
-  grpc::Status s = get_stats(channels[0], &before);
+  grpc::Status s = get_stats(channels[0], cfg.api_key, &before);
   if (!s.ok()) {
     std::fprintf(stderr, "lora-bench: GetStats: %s: %s\n", status_code_name(s.error_code()),
                  s.error_message().c_str());
@@ -76,7 +76,7 @@ int run(const BenchConfig& cfg) {
   report.outcome = driver.run(workload.get(), &metrics);
 
   v1::Stats after;
-  s = get_stats(channels[0], &after);
+  s = get_stats(channels[0], cfg.api_key, &after);
   if (report.outcome.cancelled_at_drain) {
     // The server counts a cancelled request when its next step notices: give
     // it up to 3 s to go idle so the "after" counters include ours.
@@ -84,7 +84,7 @@ int run(const BenchConfig& cfg) {
     while (s.ok() && after.running_requests() + after.waiting_requests() > 0 &&
            std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      s = get_stats(channels[0], &after);
+      s = get_stats(channels[0], cfg.api_key, &after);
     }
   }
   if (s.ok()) {

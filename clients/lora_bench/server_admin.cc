@@ -51,6 +51,7 @@ bool setup_adapters(const BenchConfig& cfg, const std::shared_ptr<grpc::Channel>
       v1::AdapterInfo info;
       grpc::ClientContext ctx;
       set_deadline_s(&ctx, 120);
+      if (!cfg.api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + cfg.api_key);
       const grpc::Status s = stub->LoadAdapter(&ctx, req, &info);
       if (s.ok()) {
         loaded += 1;
@@ -80,10 +81,12 @@ bool setup_adapters(const BenchConfig& cfg, const std::shared_ptr<grpc::Channel>
   return true;
 }
 
-grpc::Status get_stats(const std::shared_ptr<grpc::Channel>& channel, v1::Stats* stats) {
+grpc::Status get_stats(const std::shared_ptr<grpc::Channel>& channel, const std::string& api_key,
+                       v1::Stats* stats) {
   auto stub = v1::LoraServe::NewStub(channel);
   grpc::ClientContext ctx;
   set_deadline_s(&ctx, 10);
+  if (!api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + api_key);
   return stub->GetStats(&ctx, v1::GetStatsRequest(), stats);
 }
 

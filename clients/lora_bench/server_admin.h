@@ -27,7 +27,8 @@ bool setup_adapters(const BenchConfig& cfg, const std::shared_ptr<grpc::Channel>
                     SetupResult* result, std::string* error);
 
 // GetStats with a 10 s deadline.
-grpc::Status get_stats(const std::shared_ptr<grpc::Channel>& channel, v1::Stats* stats);
+grpc::Status get_stats(const std::shared_ptr<grpc::Channel>& channel, const std::string& api_key,
+                       v1::Stats* stats);
 
 // The message as proto3 JSON (field names as in the .proto, defaults printed;
 // 64-bit integers are JSON strings, as proto3 JSON specifies).
