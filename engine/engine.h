@@ -92,6 +92,8 @@ class Engine {
     return cache_->residency(id) != Residency::kMissing;
   }
   std::vector<std::string> resident_adapters() const { return cache_->resident_ids(); }
+  // Changes whenever an adapter enters or leaves the pool.
+  uint64_t residency_version() const { return cache_->residency_version(); }
   // Swaps a registered adapter in ahead of use, into free pages only.
   Status prefetch_adapter(const std::string& id);
   // Can a sequence with `prompt_tokens` tokens using `adapter_id` ("" for

@@ -26,6 +26,7 @@ void AdapterCache::evict(const std::string& id) {
   (void)pool_->free_all(it->second.adapter.pages);
   entries_.erase(it);
   stats_.evictions += 1;
+  residency_version_ += 1;
 }
 
 int32_t AdapterCache::make_free(int32_t pages) {
@@ -53,6 +54,7 @@ Status AdapterCache::swap_in(std::shared_ptr<const AdapterImage> image, bool all
     return copied.with_context("copying adapter '" + image->id + "' into the pool");
   }
   stats_.swap_ins += 1;
+  residency_version_ += 1;
   stats_.bytes_copied += static_cast<int64_t>(image->num_bytes());
   Entry& e = entries_[image->id];
   e.adapter.image = std::move(image);

@@ -94,6 +94,8 @@ class AdapterCache {
 
   AdapterCacheStats stats() const;
   std::vector<std::string> resident_ids() const;
+  // Incremented whenever an adapter is swapped in or leaves the pool.
+  uint64_t residency_version() const { return residency_version_; }
 
  private:
   struct Entry {
@@ -109,6 +111,7 @@ class AdapterCache {
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> idle_lru_;  // front = least recently used
   AdapterCacheStats stats_;
+  uint64_t residency_version_ = 0;
 };
 
 }  // namespace loraserve

@@ -80,6 +80,9 @@ struct Request {
   bool scheduled_once = false;
   Clock::time_point first_scheduled, first_token;
   int32_t preemptions = 0;
+  // Set when the request ends; the loop sends it once the iteration's stats
+  // are published, so a client that sees its end also sees it in GetStats.
+  RequestEvent final_event;
 
   int64_t context_len() const {
     return static_cast<int64_t>(params.prompt.size() + generated.size());

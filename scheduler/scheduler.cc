@@ -207,32 +207,35 @@ Status Scheduler::unregister_adapter(const std::string& id) {
   return s;
 }
 
-std::vector<AdapterSummary> Scheduler::list_adapters() {
-  std::map<std::string, int32_t> in_flight;
-  {
-    std::lock_guard<std::mutex> lock(flight_mu_);
-    in_flight = in_flight_;
-  }
-  std::set<std::string> resident;
+AdapterSummary Scheduler::summarize(const AdapterImage& image) {
+  AdapterSummary a;
+  a.id = image.id;
+  a.rank = image.max_rank;
+  a.target_modules = image.target_modules;
+  a.bytes = image.num_bytes();
   {
     std::lock_guard<std::mutex> lock(snapshot_mu_);
-    resident = resident_snapshot_;
+    a.resident = resident_snapshot_.count(image.id) != 0;
   }
-  std::vector<AdapterSummary> out;
+  std::lock_guard<std::mutex> lock(flight_mu_);
+  auto it = in_flight_.find(image.id);
+  a.in_flight = it == in_flight_.end() ? 0 : it->second;
+  return a;
+}
+
+std::vector<AdapterSummary> Scheduler::list_adapters() {
   // The store is thread-safe on its own; residency comes from the snapshot.
+  std::vector<AdapterSummary> out;
   for (const std::string& id : engine_->adapter_store().ids()) {
     auto image = engine_->adapter_store().get(id);
-    if (!image.ok()) continue;
-    AdapterSummary a;
-    a.id = id;
-    a.rank = (*image)->max_rank;
-    a.target_modules = (*image)->target_modules;
-    a.bytes = (*image)->num_bytes();
-    a.resident = resident.count(id) != 0;
-    a.in_flight = in_flight.count(id) ? in_flight[id] : 0;
-    out.push_back(std::move(a));
+    if (image.ok()) out.push_back(summarize(**image));
   }
   return out;
+}
+
+StatusOr<AdapterSummary> Scheduler::describe_adapter(const std::string& id) {
+  LS_ASSIGN_OR_RETURN(auto image, engine_->adapter_store().get(id));
+  return summarize(*image);
 }
 
 SchedulerStats Scheduler::stats() {
@@ -278,11 +281,18 @@ void Scheduler::publish_snapshot() {
   snap.preemptions = preemptions_;
   snap.step_ms_ewma = step_ms_ewma_;
   snap.tenant_counters = policy_->counters();
-  std::vector<std::string> ids = engine_->resident_adapters();
-  std::set<std::string> resident(ids.begin(), ids.end());
+  // The resident set is rebuilt only when residency changed, not every step.
+  const uint64_t version = engine_->residency_version();
+  std::set<std::string> resident;
+  const bool rebuild = version != resident_version_;
+  if (rebuild) {
+    std::vector<std::string> ids = engine_->resident_adapters();
+    resident.insert(ids.begin(), ids.end());
+    resident_version_ = version;
+  }
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   snapshot_ = std::move(snap);
-  resident_snapshot_ = std::move(resident);
+  if (rebuild) resident_snapshot_ = std::move(resident);
 }
 
 void Scheduler::loop() {
@@ -324,6 +334,7 @@ void Scheduler::loop() {
       waiting_count_.store(static_cast<int32_t>(waiting_.size()));
       running_count_.store(static_cast<int32_t>(running_.size()));
       publish_snapshot();
+      for (const auto& r : ended) r->stream->push(std::move(r->final_event));
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -539,8 +550,6 @@ void Scheduler::finish(Request* r, FinishReason why, const Status& error,
     auto fit = in_flight_.find(r->params.adapter_id);
     if (fit != in_flight_.end() && --fit->second <= 0) in_flight_.erase(fit);
   }
-  // A client that sees its final event also sees its pages freed in stats.
-  publish_snapshot();
   const auto now = Clock::now();
   RequestEvent e;
   e.final = true;
@@ -551,8 +560,9 @@ void Scheduler::finish(Request* r, FinishReason why, const Status& error,
   e.queue_ms = r->scheduled_once ? ms_between(r->arrival, r->first_scheduled) : ms_between(r->arrival, now);
   e.ttft_ms = r->generated.empty() ? 0.0 : ms_between(r->arrival, r->first_token);
   e.total_ms = ms_between(r->arrival, now);
-  r->stream->push(std::move(e));
+  r->final_event = std::move(e);
 
+  // The loop publishes stats, then sends the final event (see loop()).
   auto it = owned_.find(r);
   if (it != owned_.end()) {
     ended->push_back(std::move(it->second));

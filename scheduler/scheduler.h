@@ -96,6 +96,8 @@ class Scheduler {
   // Refused (FAILED_PRECONDITION) while requests, waiting or running, use it.
   Status unregister_adapter(const std::string& id);
   std::vector<AdapterSummary> list_adapters();
+  // One adapter's summary; NOT_FOUND when it is not registered.
+  StatusOr<AdapterSummary> describe_adapter(const std::string& id);
   SchedulerStats stats();
   const ModelConfig& model_config() const { return engine_->config(); }
   int64_t adapter_image_bytes(const LoraAdapter& adapter) const {
@@ -104,6 +106,7 @@ class Scheduler {
 
  private:
   class StepMemoryView;
+  AdapterSummary summarize(const AdapterImage& image);
   Scheduler(Engine* engine, const SchedulerOptions& opts, std::unique_ptr<SchedulingPolicy> policy);
   void loop();
   // One iteration under engine_mu_; fills `ended` with requests that ended.
@@ -143,6 +146,7 @@ class Scheduler {
   mutable std::mutex snapshot_mu_;
   SchedulerStats snapshot_;                   // guarded by snapshot_mu_
   std::set<std::string> resident_snapshot_;   // guarded by snapshot_mu_
+  uint64_t resident_version_ = ~0ull;         // engine residency it reflects; engine_mu_
   void publish_snapshot();                    // loop thread, engine_mu_ held
   // Loop-owned state (only the loop thread touches these).
   std::map<Request*, std::unique_ptr<Request>> owned_;

@@ -72,6 +72,21 @@ Status to_params(const v1::GenerateRequest& req, const Tokenizer* tokenizer,
   return ok_status();
 }
 
+// The wire form of an adapter; `own` null when the directory has no record.
+void fill_adapter_info(const AdapterSummary& a, const AdapterOwnership* own,
+                       v1::AdapterInfo* info) {
+  info->set_adapter_id(own != nullptr ? own->public_id : a.id);
+  info->set_rank(static_cast<uint32_t>(a.rank));
+  for (const std::string& m : a.target_modules) info->add_target_modules(m);
+  info->set_bytes(a.bytes);
+  info->set_resident(a.resident);
+  info->set_in_flight(static_cast<uint32_t>(a.in_flight));
+  if (own != nullptr) {
+    info->set_owner(own->owner);
+    info->set_is_public(own->is_public);
+  }
+}
+
 }  // namespace
 
 LoraServeService::LoraServeService(Scheduler* scheduler, TenantDirectory* tenants,
@@ -217,21 +232,10 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
 }
 
 void LoraServeService::describe(const std::string& scheduler_id, v1::AdapterInfo* info) {
+  auto a = scheduler_->describe_adapter(scheduler_id);
+  if (!a.ok()) return;
   auto own = tenants_->ownership(scheduler_id);
-  for (const AdapterSummary& a : scheduler_->list_adapters()) {
-    if (a.id != scheduler_id) continue;
-    info->set_adapter_id(own.ok() ? own->public_id : a.id);
-    info->set_rank(static_cast<uint32_t>(a.rank));
-    for (const std::string& m : a.target_modules) info->add_target_modules(m);
-    info->set_bytes(a.bytes);
-    info->set_resident(a.resident);
-    info->set_in_flight(static_cast<uint32_t>(a.in_flight));
-    if (own.ok()) {
-      info->set_owner(own->owner);
-      info->set_is_public(own->is_public);
-    }
-    return;
-  }
+  fill_adapter_info(*a, own.ok() ? &*own : nullptr, info);
 }
 
 Status LoraServeService::register_adapter(const std::string& owner, const std::string& id,
@@ -347,22 +351,9 @@ grpc::Status LoraServeService::ListAdapters(grpc::ServerContext* ctx,
                                             v1::ListAdaptersResponse* resp) {
   auto caller = authenticate(ctx);
   if (!caller.ok()) return to_grpc(caller.status());
-  const auto visible = tenants_->visible_adapters(*caller);
-  std::map<std::string, AdapterSummary> summaries;
-  for (AdapterSummary& a : scheduler_->list_adapters()) summaries[a.id] = std::move(a);
-  for (const auto& [sid, own] : visible) {
-    auto it = summaries.find(sid);
-    if (it == summaries.end()) continue;
-    const AdapterSummary& a = it->second;
-    v1::AdapterInfo* info = resp->add_adapters();
-    info->set_adapter_id(own.public_id);
-    info->set_rank(static_cast<uint32_t>(a.rank));
-    for (const std::string& m : a.target_modules) info->add_target_modules(m);
-    info->set_bytes(a.bytes);
-    info->set_resident(a.resident);
-    info->set_in_flight(static_cast<uint32_t>(a.in_flight));
-    info->set_owner(own.owner);
-    info->set_is_public(own.is_public);
+  for (const auto& [sid, own] : tenants_->visible_adapters(*caller)) {
+    auto a = scheduler_->describe_adapter(sid);
+    if (a.ok()) fill_adapter_info(*a, &own, resp->add_adapters());
   }
   return grpc::Status::OK;
 }
