@@ -425,10 +425,12 @@ StatusOr<std::vector<int32_t>> Tokenizer::encode(std::string_view text,
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, const DecodeOptions& opts) const {
   std::string bytes;
+  bool first = !opts.continuation;
   for (int32_t id : ids) {
     if (!is_valid_id(id)) continue;
     if (opts.skip_special_tokens && impl_->id_special[static_cast<size_t>(id)]) continue;
-    bytes += impl_->id_bytes[static_cast<size_t>(id)];
+    bytes += id_bytes(id, first);
+    first = false;
   }
   size_t skip = 0;
   if (!opts.continuation) {
@@ -458,9 +460,11 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   if (it == impl_->token_to_id.end()) return std::nullopt;
   return it->second;
 }
-const std::string& Tokenizer::id_bytes(int32_t id) const {
+const std::string& Tokenizer::id_bytes(int32_t id, bool first) const {
   static const std::string kEmpty;
-  return is_valid_id(id) ? impl_->id_bytes[static_cast<size_t>(id)] : kEmpty;
+  if (!is_valid_id(id)) return kEmpty;
+  const size_t i = static_cast<size_t>(id);
+  return first && !impl_->id_bytes_first.empty() ? impl_->id_bytes_first[i] : impl_->id_bytes[i];
 }
 int Tokenizer::leading_strip() const { return impl_->leading_strip; }
 
@@ -469,12 +473,14 @@ int Tokenizer::leading_strip() const { return impl_->leading_strip; }
 StreamDecoder::StreamDecoder(std::shared_ptr<const Tokenizer> tokenizer, const DecodeOptions& opts)
     : tok_(std::move(tokenizer)), opts_(opts) {
   strip_remaining_ = opts_.continuation ? 0 : tok_->leading_strip();
+  first_ = !opts_.continuation;
 }
 
 std::string StreamDecoder::push(int32_t id) {
   if (!tok_->is_valid_id(id)) return "";
   if (opts_.skip_special_tokens && tok_->is_special(id)) return "";
-  pending_ += tok_->id_bytes(id);
+  pending_ += tok_->id_bytes(id, first_);
+  first_ = false;
   return drain(false);
 }
 
@@ -482,6 +488,7 @@ std::string StreamDecoder::finish() {
   std::string out = drain(true);
   pending_.clear();
   strip_remaining_ = opts_.continuation ? 0 : tok_->leading_strip();
+  first_ = !opts_.continuation;
   return out;
 }
 

@@ -99,8 +99,10 @@ class Tokenizer {
   bool is_valid_id(int32_t id) const;
   bool is_special(int32_t id) const;
   // The raw bytes this id decodes to (before the leading Strip and UTF-8
-  // repair); "" for unknown ids. StreamDecoder builds on it.
-  const std::string& id_bytes(int32_t id) const;
+  // repair); "" for unknown ids. `first`: as the first token of a text,
+  // which differs under a Metaspace decoder (its '▁'s are dropped, as
+  // Hugging Face does). StreamDecoder builds on it.
+  const std::string& id_bytes(int32_t id, bool first = false) const;
   // Leading spaces the decoder strips from the start of a text (0 or 1).
   int leading_strip() const;
 
@@ -133,6 +135,7 @@ class StreamDecoder {
   DecodeOptions opts_;
   std::string pending_;
   int strip_remaining_ = 0;
+  bool first_ = true;  // the next pushed token starts the text
 };
 
 // Stop strings over a stream of text deltas: holds back the tail that could

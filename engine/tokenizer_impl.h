@@ -126,6 +126,9 @@ struct TokenizerImpl {
   std::vector<uint8_t> id_valid;
   std::vector<uint8_t> id_special;
   int leading_strip = 0;
+  // Decoded bytes of an id as the first token of a decode, where that
+  // differs (Metaspace decoder); empty when it never does.
+  std::vector<std::string> id_bytes_first;
 
   std::vector<int32_t> prefix_ids, suffix_ids;  // added with add_special_tokens
   std::optional<int32_t> bos, eos;

@@ -163,11 +163,14 @@ Status parse_pre_tokenizer(const json& j, const std::string& where, std::vector<
 // The decoder chain reduced to what each token decodes to.
 struct DecoderPlan {
   struct Step {
-    enum Kind { kReplace, kByteFallback, kByteLevel } kind;
+    // kMetaspace: the replacement becomes a space, or nothing in the first
+    // token when `metaspace_first` (Hugging Face's Metaspace decoder).
+    enum Kind { kReplace, kByteFallback, kByteLevel, kMetaspace } kind;
     std::string from, to;
   };
   std::vector<Step> steps;
   int strip = 0;
+  bool metaspace_first = false;
 };
 
 Status parse_decoder(const json& j, const std::string& where, bool* fused, DecoderPlan* plan) {
@@ -217,25 +220,27 @@ Status parse_decoder(const json& j, const std::string& where, bool* fused, Decod
     std::string rep = get_string(j, "replacement", kMetaspace);
     std::string scheme = get_string(j, "prepend_scheme", "");
     bool prepend = scheme.empty() ? get_bool(j, "add_prefix_space", true) : scheme != "never";
-    plan->steps.push_back({DecoderPlan::Step::kReplace, rep, " "});
+    plan->steps.push_back({DecoderPlan::Step::kMetaspace, rep, " "});
     *fused = true;
-    if (prepend) plan->strip = 1;
+    plan->metaspace_first |= prepend;
   } else {
     return unimplemented(where + ": decoder type \"" + t + "\" is not supported");
   }
   return ok_status();
 }
 
-std::string decode_token(const DecoderPlan& plan, const std::string& token) {
+std::string decode_token(const DecoderPlan& plan, const std::string& token, bool first) {
   std::string s = token;
   for (const DecoderPlan::Step& st : plan.steps) {
     switch (st.kind) {
-      case DecoderPlan::Step::kReplace: {
+      case DecoderPlan::Step::kReplace:
+      case DecoderPlan::Step::kMetaspace: {
+        const bool drop = st.kind == DecoderPlan::Step::kMetaspace && first && plan.metaspace_first;
         std::string r;
         size_t pos = 0, hit;
         while ((hit = s.find(st.from, pos)) != std::string::npos) {
           r.append(s, pos, hit - pos);
-          r += st.to;
+          if (!drop) r += st.to;
           pos = hit + st.from.size();
         }
         r.append(s, pos, std::string::npos);
@@ -407,7 +412,27 @@ Status parse_all(const json& root, const json& config, TokenizerImpl* impl) {
           t["id"].get<int64_t>() > kMaxId) {
         return invalid_argument(where + ": bad id");
       }
-      a.id = t["id"].get<int32_t>();
+      // Hugging Face ignores the written id (it only warns) and gives the
+      // token its id in the model vocab, or the next id after the model
+      // vocab and the tokens added so far: do the same, or prompts would
+      // map to other ids than transformers gives the model.
+      if (a.content.empty()) continue;
+      auto same = std::find_if(added.begin(), added.end(),
+                               [&](const AddedToken& b) { return b.content == a.content; });
+      if (same != added.end()) continue;
+      auto in_model = by_string.find(a.content);
+      if (in_model != by_string.end()) {
+        a.id = in_model->second;
+      } else {
+        const int64_t model_size = static_cast<int64_t>(by_string.size());
+        int64_t max_added = -1;
+        for (const AddedToken& b : added) max_added = std::max<int64_t>(max_added, b.id);
+        int64_t id = max_added < 0                                     ? model_size
+                     : (max_added >= model_size || model_size == 0) ? max_added + 1
+                                                                      : model_size;
+        if (id > kMaxId) return invalid_argument(where + ": too many added tokens");
+        a.id = static_cast<int32_t>(id);
+      }
       added.push_back(std::move(a));
     }
   }
@@ -512,7 +537,13 @@ Status parse_all(const json& root, const json& config, TokenizerImpl* impl) {
   impl->added = std::move(added);
   // Decoded bytes per id.
   for (size_t id = 0; id < n; ++id) {
-    if (impl->id_valid[id]) impl->id_bytes[id] = decode_token(plan, impl->id_token[id]);
+    if (impl->id_valid[id]) impl->id_bytes[id] = decode_token(plan, impl->id_token[id], false);
+  }
+  if (plan.metaspace_first) {
+    impl->id_bytes_first.assign(n, "");
+    for (size_t id = 0; id < n; ++id) {
+      if (impl->id_valid[id]) impl->id_bytes_first[id] = decode_token(plan, impl->id_token[id], true);
+    }
   }
   impl->leading_strip = plan.strip;
   // SentencePiece word split is exact when no token has '▁' after another character.

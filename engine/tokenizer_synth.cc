@@ -190,7 +190,9 @@ StatusOr<SynthTokenizerFiles> synth_tokenizer(int64_t vocab_size, int64_t bos_id
   }
   json vocab = json::object();
   for (size_t i = 0; i < n; ++i) {
-    if (special[i].empty()) vocab[tokenizer_internal::bytes_to_byte_level(tok_bytes[i])] = i;
+    // Specials are in the model vocab too (as in Llama's files): Hugging
+    // Face gives an added token missing from it an id after the vocab.
+    vocab[special[i].empty() ? tokenizer_internal::bytes_to_byte_level(tok_bytes[i]) : special[i]] = i;
   }
   json merge_list = json::array();
   for (const auto& [a, b] : merges) {

@@ -149,6 +149,53 @@ TEST(TokenizerSentencePiece, MetaspacePreTokenizerMatchesNormalizerForm) {
   }
 }
 
+// Hugging Face's Metaspace decoder drops every '▁' of the first token (not
+// just one space), so "▁▁" + "▁hell" decodes to " hell"; later tokens keep
+// theirs. Streams must agree with the whole decode.
+TEST(TokenizerSentencePiece, MetaspaceDecoderDropsFirstTokensReplacements) {
+  json j = testing_tok::sentencepiece_json(
+      {kMeta, "h", "e", "l", "o", "w"},
+      {{kMeta, "h"}, {"l", "l"}, {std::string(kMeta) + "h", "e"},
+       {std::string(kMeta) + "he", "ll"}, {kMeta, kMeta}},
+      true);
+  j["decoder"] = {{"type", "Metaspace"}, {"replacement", kMeta}, {"prepend_scheme", "first"},
+                  {"split", false}};
+  auto t = make(j, testing_tok::sp_config());
+  const std::string m = kMeta;
+  const int32_t mm = *t->token_to_id(m + m), mhell = *t->token_to_id(m + "hell"),
+                mw = *t->token_to_id(m), w = *t->token_to_id("w");
+  EXPECT_EQ(t->decode({mm, mhell}), " hell");
+  EXPECT_EQ(t->decode({mhell, mw, w}), "hell w");
+  EXPECT_EQ(t->decode({1, mhell}), "<s> hell");  // the special is the first token
+  DecodeOptions cont;
+  cont.continuation = true;
+  EXPECT_EQ(t->decode({mm, mhell}, cont), "   hell");
+  StreamDecoder sd(t);
+  std::string streamed;
+  for (int32_t id : {mm, mhell, mw, w}) streamed += sd.push(id);
+  streamed += sd.finish();
+  EXPECT_EQ(streamed, t->decode({mm, mhell, mw, w}));
+  EXPECT_EQ(sd.push(mhell) + sd.finish(), "hell");  // finish() starts a new text
+}
+
+// Hugging Face ignores the ids written on added tokens: one in the model
+// vocab gets its vocab id, the others ids after the vocab in file order.
+TEST(TokenizerByteLevel, AddedTokenIdsAsHuggingFaceAssignsThem) {
+  json j = testing_tok::byte_level_json({{"h", "e"}});
+  j["added_tokens"] = json::array(
+      {{{"id", 7}, {"content", "<a>"}, {"special", true}, {"normalized", false}},
+       {{"id", 3}, {"content", "he"}, {"special", true}, {"normalized", false}},
+       {{"id", 9}, {"content", "<b>"}, {"special", true}, {"normalized", false}}});
+  j["post_processor"] = nullptr;
+  auto t = make(j);
+  const int32_t vocab = 300;  // byte_level_json fills the model vocab to 300
+  EXPECT_EQ(t->token_to_id("<a>"), vocab);
+  EXPECT_EQ(t->token_to_id("<b>"), vocab + 1);
+  EXPECT_EQ(t->token_to_id(testing_tok::bl("he")), 256);
+  EXPECT_EQ(enc(*t, "x<b>he<a>"), (std::vector<int32_t>{'x', vocab + 1, 256, vocab}));
+  EXPECT_TRUE(t->is_special(256));
+}
+
 // ---------- round trips ----------
 
 TEST(TokenizerRoundTrip, AllFamilies) {

@@ -30,6 +30,9 @@ inline json byte_level_json(const std::vector<std::pair<std::string, std::string
     merges.push_back(bl(a) + " " + bl(b));
     if (!vocab.contains(bl(a + b))) vocab[bl(a + b)] = next++;
   }
+  // Hugging Face numbers added tokens after the model vocab, whatever ids
+  // the file writes: fill the vocab up to the specials' ids.
+  while (next < 300) vocab["<unused_" + std::to_string(next) + ">"] = next, ++next;
   json pre = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
               {"use_regex", true}};
   if (llama3_split) {
