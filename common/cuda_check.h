@@ -26,3 +26,12 @@ inline Status cuda_status(cudaError_t err, const char* stmt, const char* file, i
 // After a kernel launch: reports launch-configuration errors at once.
 #define LS_CUDA_CHECK_LAUNCH() \
   LS_RETURN_IF_ERROR(::loraserve::cuda_status(cudaGetLastError(), "kernel launch", __FILE__, __LINE__))
+
+// A kernel launch that also compiles under the CPU emulator
+// (tests/cuda_emu), where `<<<...>>>` is not C++:
+//   LS_LAUNCH(kernel, grid, block, smem_bytes, stream)(args...);
+#ifdef LORASERVE_CUDA_EMU
+#define LS_LAUNCH(kernel, grid, block, smem, stream) LS_EMU_LAUNCH(kernel, grid, block, smem, stream)
+#else
+#define LS_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
+#endif

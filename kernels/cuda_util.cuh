@@ -9,6 +9,13 @@
 
 #include <cstdint>
 
+// Dynamic shared memory (the launch's smem bytes) as an array of T.
+#ifdef LORASERVE_CUDA_EMU
+#define LS_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::lsemu::dynamic_smem())
+#else
+#define LS_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 namespace loraserve::kernels::cuda {
 
 __device__ __forceinline__ float ld_bf16(const uint16_t* p) {

@@ -12,7 +12,7 @@ PKGS=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libyaml-cpp-dev libssl-dev openssl
   libpcre2-dev libutf8proc-dev
-  clang-14 libclang-rt-14-dev
+  clang-14 libclang-rt-14-dev libboost-context-dev
   python3 python3-numpy python3-torch python3-sentencepiece
 )
 missing=()

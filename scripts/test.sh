@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test (unit, reference vs PyTorch, GPU cases
 # that skip themselves without a device; ctest prints the summary), then
-# fuzzes the tokenizer briefly (libFuzzer, ASan/UBSan; FUZZ_SECONDS=0 skips).
+# the GPU tests again on the CPU emulator of CUDA (tests/cuda_emu, a build of
+# its own; EMU=0 skips), then fuzzes the tokenizer briefly (libFuzzer,
+# ASan/UBSan; FUZZ_SECONDS=0 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j "${JOBS:-2}" --timeout 600)
+if [ "${EMU:-1}" != 0 ]; then
+  EMU_DIR="${BUILD_DIR:-build}-emu"
+  cmake -S . -B "$EMU_DIR" -DCMAKE_BUILD_TYPE=Release -DLORASERVE_ENABLE_CUDA=OFF \
+    -DLORASERVE_CUDA_EMU=ON >/dev/null
+  cmake --build "$EMU_DIR" -j "${JOBS:-2}" --target gpu_kernel_tests lsemu_selftest
+  (cd "$EMU_DIR" && ctest --output-on-failure -j "${JOBS:-2}" -L 'gpu|emu' --timeout 900)
+fi
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
   bash tests/fuzz/run_tokenizer_fuzz.sh "${FUZZ_SECONDS:-20}" "${BUILD_DIR:-build}-fuzz"
 fi

@@ -140,7 +140,7 @@ Status launch_kv_append_bf16(const KvAppendBf16Params& p, cudaStream_t stream) {
   if (p.num_tokens == 0) return ok_status();
   if (!p.k || !p.v || !p.token_seq || !p.positions) return invalid_argument("kv_append_bf16: null pointer");
   LS_RETURN_IF_ERROR(check_view("kv_append_bf16", p.kv));
-  kv_append_bf16_kernel<<<static_cast<unsigned>(p.num_tokens), 128, 0, stream>>>(
+  LS_LAUNCH(kv_append_bf16_kernel, static_cast<unsigned>(p.num_tokens), 128, 0, stream)(
       p.k, p.v, p.token_seq, p.positions, p.kv);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();
@@ -160,7 +160,7 @@ Status launch_attention_bf16(const AttentionBf16Params& p, cudaStream_t stream) 
   if (!p.q || !p.out || !p.token_seq || !p.positions) return invalid_argument("attention_bf16: null pointer");
   LS_RETURN_IF_ERROR(check_view("attention_bf16", p.kv));
   const dim3 grid(static_cast<unsigned>(p.num_tokens), static_cast<unsigned>(p.num_q_heads));
-  attention_bf16_kernel<<<grid, kWarps * 32, 0, stream>>>(
+  LS_LAUNCH(attention_bf16_kernel, grid, kWarps * 32, 0, stream)(
       p.q, p.out, p.token_seq, p.positions, static_cast<int32_t>(p.num_q_heads),
       static_cast<int32_t>(p.num_q_heads / p.num_kv_heads), static_cast<int32_t>(p.head_dim),
       p.scale, p.kv);

@@ -29,7 +29,7 @@ Status launch_embedding_bf16(const EmbeddingBf16Params& p, cudaStream_t stream) 
   if (p.num_tokens == 0) return ok_status();
   if (!p.table || !p.ids || !p.out) return invalid_argument("embedding_bf16: null pointer");
   if (p.num_tokens > 0x7fffffffll) return invalid_argument("embedding_bf16: too many rows");
-  embedding_bf16_kernel<<<static_cast<unsigned>(p.num_tokens), 256, 0, stream>>>(
+  LS_LAUNCH(embedding_bf16_kernel, static_cast<unsigned>(p.num_tokens), 256, 0, stream)(
       p.table, p.ids, p.out, p.hidden, p.vocab);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();

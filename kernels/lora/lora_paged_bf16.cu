@@ -74,7 +74,7 @@ lora_expand_bf16_kernel(const uint16_t* __restrict__ v, int64_t v_stride, uint16
                         int64_t y_stride, int64_t out_dim, const uint16_t* __restrict__ pool,
                         int64_t page_elems, const PagedLoraSegmentDev* __restrict__ segs,
                         const int32_t* __restrict__ page_ids, int num_segments) {
-  extern __shared__ float s_v[];  // [rank]
+  LS_DYNAMIC_SHARED(float, s_v);  // [rank]
   const int64_t t = blockIdx.x;
   const int si = find_segment(segs, num_segments, t);
   if (si < 0) return;
@@ -134,7 +134,7 @@ Status launch_lora_shrink_paged_bf16(const PagedLoraShrinkBf16Params& p, cudaStr
   }
   const dim3 grid(static_cast<unsigned>(p.num_tokens),
                   static_cast<unsigned>((p.max_rank + kShrinkRows - 1) / kShrinkRows));
-  lora_shrink_bf16_kernel<<<grid, kShrinkWarps * 32, 0, stream>>>(
+  LS_LAUNCH(lora_shrink_bf16_kernel, grid, kShrinkWarps * 32, 0, stream)(
       p.x, p.x_stride, p.v, p.v_stride, p.in_dim, p.pool, p.page_elems, p.segments, p.page_ids,
       p.num_segments);
   LS_CUDA_CHECK_LAUNCH();
@@ -152,7 +152,7 @@ Status launch_lora_expand_paged_bf16(const PagedLoraExpandBf16Params& p, cudaStr
   if (chunks > 65535) return invalid_argument("lora_expand_bf16: out_dim too large");
   const dim3 grid(static_cast<unsigned>(p.num_tokens), static_cast<unsigned>(chunks));
   const size_t smem = static_cast<size_t>(p.max_rank) * sizeof(float);
-  lora_expand_bf16_kernel<<<grid, kExpandCols, smem, stream>>>(
+  LS_LAUNCH(lora_expand_bf16_kernel, grid, kExpandCols, smem, stream)(
       p.v, p.v_stride, p.y, p.y_stride, p.out_dim, p.pool, p.page_elems, p.segments, p.page_ids,
       p.num_segments);
   LS_CUDA_CHECK_LAUNCH();

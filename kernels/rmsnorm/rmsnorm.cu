@@ -37,7 +37,7 @@ Status launch_rmsnorm(const RmsNormParams& p, cudaStream_t stream) {
     return invalid_argument("rmsnorm: bad params");
   }
   if (p.num_tokens == 0) return ok_status();
-  rmsnorm_kernel<<<static_cast<unsigned>(p.num_tokens), kThreads, 0, stream>>>(
+  LS_LAUNCH(rmsnorm_kernel, static_cast<unsigned>(p.num_tokens), kThreads, 0, stream)(
       p.x, nullptr, nullptr, p.weight, p.out, p.hidden, p.eps);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();
@@ -48,7 +48,7 @@ Status launch_add_rmsnorm(const AddRmsNormParams& p, cudaStream_t stream) {
     return invalid_argument("add_rmsnorm: bad params");
   }
   if (p.num_tokens == 0) return ok_status();
-  rmsnorm_kernel<<<static_cast<unsigned>(p.num_tokens), kThreads, 0, stream>>>(
+  LS_LAUNCH(rmsnorm_kernel, static_cast<unsigned>(p.num_tokens), kThreads, 0, stream)(
       nullptr, p.residual, p.delta, p.weight, p.out, p.hidden, p.eps);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();

@@ -48,7 +48,7 @@ Status launch_rmsnorm_bf16(const RmsNormBf16Params& p, cudaStream_t stream) {
   LS_RETURN_IF_ERROR(check_sizes("rmsnorm_bf16", p.num_tokens, p.hidden, p.eps));
   if (p.num_tokens == 0) return ok_status();
   if (!p.x || !p.weight || !p.out) return invalid_argument("rmsnorm_bf16: null pointer");
-  rmsnorm_bf16_kernel<<<static_cast<unsigned>(p.num_tokens), kThreads, 0, stream>>>(
+  LS_LAUNCH(rmsnorm_bf16_kernel, static_cast<unsigned>(p.num_tokens), kThreads, 0, stream)(
       p.x, nullptr, nullptr, p.weight, p.out, p.hidden, p.eps);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();
@@ -60,7 +60,7 @@ Status launch_add_rmsnorm_bf16(const AddRmsNormBf16Params& p, cudaStream_t strea
   if (!p.residual || !p.delta || !p.weight || !p.out) {
     return invalid_argument("add_rmsnorm_bf16: null pointer");
   }
-  rmsnorm_bf16_kernel<<<static_cast<unsigned>(p.num_tokens), kThreads, 0, stream>>>(
+  LS_LAUNCH(rmsnorm_bf16_kernel, static_cast<unsigned>(p.num_tokens), kThreads, 0, stream)(
       nullptr, p.residual, p.delta, p.weight, p.out, p.hidden, p.eps);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();

@@ -49,7 +49,7 @@ Status launch_rope_bf16(const RopeBf16Params& p, cudaStream_t stream) {
   }
   if (p.num_tokens == 0) return ok_status();
   if (!p.q || !p.k || !p.positions || !p.inv_freq) return invalid_argument("rope_bf16: null pointer");
-  rope_bf16_kernel<<<static_cast<unsigned>(p.num_tokens), 128, 0, stream>>>(
+  LS_LAUNCH(rope_bf16_kernel, static_cast<unsigned>(p.num_tokens), 128, 0, stream)(
       p.q, p.k, p.positions, p.inv_freq, p.num_q_heads, p.num_kv_heads, p.head_dim);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();

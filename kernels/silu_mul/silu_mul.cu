@@ -25,7 +25,7 @@ Status launch_silu_mul(const SiluMulParams& p, cudaStream_t stream) {
   if (n == 0) return ok_status();
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65535);
-  silu_mul_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(p.gate, p.up, p.out, n);
+  LS_LAUNCH(silu_mul_kernel, static_cast<unsigned>(blocks), threads, 0, stream)(p.gate, p.up, p.out, n);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();
 }

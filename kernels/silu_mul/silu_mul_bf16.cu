@@ -27,7 +27,7 @@ Status launch_silu_mul_bf16(const SiluMulBf16Params& p, cudaStream_t stream) {
   if (!p.gate || !p.up || !p.out) return invalid_argument("silu_mul_bf16: null pointer");
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65535);
-  silu_mul_bf16_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(p.gate, p.up, p.out,
+  LS_LAUNCH(silu_mul_bf16_kernel, static_cast<unsigned>(blocks), threads, 0, stream)(p.gate, p.up, p.out,
                                                                               n);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();

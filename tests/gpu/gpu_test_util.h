@@ -24,6 +24,16 @@ inline bool have_gpu() {
   return ok;
 }
 
+// True under the CPU emulator of CUDA (tests/cuda_emu): the same checks
+// run there, with the few largest shapes left out for time.
+constexpr bool emulated() {
+#ifdef LORASERVE_CUDA_EMU
+  return true;
+#else
+  return false;
+#endif
+}
+
 #define SKIP_WITHOUT_GPU() \
   if (!::loraserve::gputest::have_gpu()) GTEST_SKIP() << "no CUDA device"
 
