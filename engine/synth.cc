@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "engine/lora_adapter.h"
@@ -43,20 +45,33 @@ uint64_t stream_at(uint64_t key, uint64_t c) { return splitmix64(key + c * 0x9e3
 double unit_open(uint64_t x) { return static_cast<double>((x >> 11) + 1) * 0x1.0p-53; }
 
 // Fills `n` bf16 values mean + std * N(0,1) (Box-Muller on counter pairs).
+// Counter-based, so large tensors are filled by several threads with the
+// same bytes as one (a 7B model is 13 GB: minutes on one core).
 void fill_normal_bf16(uint64_t key, double mean, double std_dev, size_t n, std::string* bytes) {
   bytes->resize(n * 2);
   uint16_t* out = reinterpret_cast<uint16_t*>(bytes->data());
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
-  for (size_t i = 0; i < n; i += 2) {
-    const uint64_t pair = i / 2;
-    const double u1 = unit_open(stream_at(key, 2 * pair));
-    const double u2 = unit_open(stream_at(key, 2 * pair + 1));
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    const double z0 = r * std::cos(kTwoPi * u2);
-    const double z1 = r * std::sin(kTwoPi * u2);
-    out[i] = f32_to_bf16(static_cast<float>(mean + std_dev * z0));
-    if (i + 1 < n) out[i + 1] = f32_to_bf16(static_cast<float>(mean + std_dev * z1));
+  auto fill = [=](size_t begin, size_t end) {  // begin even
+    constexpr double kTwoPi = 6.283185307179586476925286766559;
+    for (size_t i = begin; i < end; i += 2) {
+      const uint64_t pair = i / 2;
+      const double u1 = unit_open(stream_at(key, 2 * pair));
+      const double u2 = unit_open(stream_at(key, 2 * pair + 1));
+      const double r = std::sqrt(-2.0 * std::log(u1));
+      const double z0 = r * std::cos(kTwoPi * u2);
+      const double z1 = r * std::sin(kTwoPi * u2);
+      out[i] = f32_to_bf16(static_cast<float>(mean + std_dev * z0));
+      if (i + 1 < end) out[i + 1] = f32_to_bf16(static_cast<float>(mean + std_dev * z1));
+    }
+  };
+  const size_t threads = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), 32);
+  if (n < (size_t{1} << 20) || threads == 1) {
+    fill(0, n);
+    return;
   }
+  const size_t chunk = (n / threads + 1) & ~size_t{1};
+  std::vector<std::thread> pool;
+  for (size_t b = 0; b < n; b += chunk) pool.emplace_back(fill, b, std::min(n, b + chunk));
+  for (std::thread& t : pool) t.join();
 }
 
 int64_t numel(const std::vector<int64_t>& shape) {

@@ -12,10 +12,10 @@ cd "$ROOT"
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release
 fi
-cmake --build "$BUILD" -j2 --target gpu_kernel_tests loraserve lora-bench lora-cli gpu_bench
+cmake --build "$BUILD" -j2 --target gpu_kernel_tests loraserve lora-bench lora-cli gpu_bench engine_bench
 TOOLS=${GPU_BUNDLE_TOOLS:-$ROOT/../shared/tools}
 "$TOOLS/gpu-bundle.sh" --max-mib 90 "$BUILD/bin/gpu_kernel_tests" "$BUILD/bin/loraserve" \
-  "$BUILD/bin/lora-bench" "$BUILD/bin/lora-cli" "$BUILD/bin/gpu_bench"
+  "$BUILD/bin/lora-bench" "$BUILD/bin/lora-cli" "$BUILD/bin/gpu_bench" "$BUILD/bin/engine_bench"
 tar czf .gpu-bundle.tgz .gpu-bundle
 mkdir -p .git/info
 grep -qx '.gpu-bundle.tgz' .git/info/exclude 2>/dev/null || echo '.gpu-bundle.tgz' >> .git/info/exclude

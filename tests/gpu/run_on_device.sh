@@ -5,7 +5,16 @@
 #
 # Build and pack on the build machine first: bash tests/gpu/pack_bundle.sh
 # (the bundle, ~69 MiB, travels as .gpu-bundle.tgz, ~24 MiB; unpacked here).
+#
+# Stages (one device call runs at most 600 s, so the session may split it):
+#   bash tests/gpu/run_on_device.sh            tests + tiny serve + gpu_bench (1-5)
+#   bash tests/gpu/run_on_device.sh engine7b   engine_bench on a synthetic
+#       Llama-2-7B (bf16, decode batch 1/32/128 base vs one adapter per
+#       sequence, rank 16 q/k/v/o; batch 1 vs roofline; 2048-token prefill).
+#       The model (13.5 GB) is synthesized into /tmp/loraserve-7b and reused
+#       by later calls while the machine stays warm.
 set -u
+STAGE=${1:-all}
 OUT=${OUT:-/tmp/loraserve-gpu-out}
 mkdir -p "$OUT"
 if [ -f .gpu-bundle.tgz ]; then
@@ -17,6 +26,19 @@ W=$(mktemp -d /tmp/loraserve-gpu-XXXXXX)
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }
+
+if [ "$STAGE" = engine7b ]; then
+  nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv > "$OUT/env.txt" 2>&1
+  timeout 560 $B engine_bench --synth llama2-7b --workdir /tmp/loraserve-7b --backend cuda \
+    --batches 1,32,128 --context 128 --decode-steps 16 --prefill 2048 --prefill-reps 3 \
+    --pool-fraction 0.8 --json "$OUT/engine_bench_7b.json" > "$OUT/engine_bench_7b.txt" 2>&1
+  note "engine_bench llama2-7b rc=$?"
+  cat "$OUT/engine_bench_7b.txt" >> "$SUMMARY"
+  rm -rf "$W"
+  echo "==================== summary ===================="
+  cat "$SUMMARY"
+  exit 0
+fi
 
 # 1. The machine and the bundle.
 {
