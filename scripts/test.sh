@@ -13,7 +13,7 @@ if [ "${EMU:-1}" != 0 ]; then
   EMU_DIR="${BUILD_DIR:-build}-emu"
   cmake -S . -B "$EMU_DIR" -DCMAKE_BUILD_TYPE=Release -DLORASERVE_ENABLE_CUDA=OFF \
     -DLORASERVE_CUDA_EMU=ON >/dev/null
-  cmake --build "$EMU_DIR" -j "${JOBS:-2}" --target gpu_kernel_tests lsemu_selftest
+  cmake --build "$EMU_DIR" -j "${JOBS:-2}" --target gpu_kernel_tests lsemu_selftest engine_bench
   (cd "$EMU_DIR" && ctest --output-on-failure -j "${JOBS:-2}" -L 'gpu|emu' --timeout 900)
 fi
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
