@@ -54,6 +54,9 @@ struct AdapterImage {
   int64_t num_elems = 0;          // image length in elements
   void* data = nullptr;           // num_elems * dtype_size bytes, from the allocator
   std::function<void(void*)> free_data;
+  // Set when `data` is another image's identical bytes (the same adapter
+  // registered under several ids): that image stays alive while this one does.
+  std::shared_ptr<const AdapterImage> data_owner;
 
   AdapterImage() = default;
   AdapterImage(const AdapterImage&) = delete;
@@ -65,6 +68,11 @@ struct AdapterImage {
   const LoraSlice& slice(int64_t layer, int32_t module) const {
     return slices[layer * num_modules + module];
   }
+  // Same layout and bytes (what a kernel would read), ids aside.
+  bool same_weights(const AdapterImage& other) const;
+  // Frees this image's own bytes and reads `twin`'s instead; `twin` must
+  // have the same weights.
+  void share_bytes_of(std::shared_ptr<const AdapterImage> twin);
 };
 
 class AdapterStore {
@@ -72,13 +80,17 @@ class AdapterStore {
   explicit AdapterStore(HostAllocator allocator);
 
   const HostAllocator& allocator() const { return allocator_; }
-  // ALREADY_EXISTS when the id is taken.
-  Status add(std::shared_ptr<const AdapterImage> image);
+  // ALREADY_EXISTS when the id is taken. An image whose weights equal a
+  // stored one's shares that one's host bytes (users register one adapter
+  // under several ids, and benchmarks thousands of ids over a few files);
+  // pool residency stays per id.
+  Status add(std::shared_ptr<AdapterImage> image);
   // NOT_FOUND for an unknown id.
   StatusOr<std::shared_ptr<const AdapterImage>> get(const std::string& id) const;
   Status remove(const std::string& id);
   std::vector<std::string> ids() const;
   size_t size() const;
+  // Host bytes held: shared bytes count once.
   size_t total_bytes() const;
 
  private:

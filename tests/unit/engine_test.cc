@@ -311,6 +311,71 @@ TEST_F(EngineTest, RegisteringTwiceOrTooBigIsRefused) {
   EXPECT_EQ(engine->register_adapter("", **b).code(), StatusCode::kInvalidArgument);
 }
 
+// One adapter registered under several ids takes its host bytes once;
+// each id still has its own pool residency, and outlives the id whose
+// image owned the bytes.
+TEST_F(EngineTest, OneAdapterUnderSeveralIdsSharesHostBytes) {
+  auto engine = make_engine();
+  ASSERT_NE(engine, nullptr);
+  auto r16 = LoraAdapter::load_dir(dir_ + "/attn/adapters/adapter-001", weights_->config());
+  auto r8 = LoraAdapter::load_dir(dir_ + "/attn/adapters/adapter-000", weights_->config());
+  ASSERT_TRUE(r16.ok() && r8.ok());
+  const size_t bytes16 = static_cast<size_t>(engine->adapter_image_bytes(**r16));
+  const size_t bytes8 = static_cast<size_t>(engine->adapter_image_bytes(**r8));
+  ASSERT_TRUE(engine->register_adapter("a", **r16).ok());
+  ASSERT_TRUE(engine->register_adapter("b", **r16).ok());
+  ASSERT_TRUE(engine->register_adapter("c", **r8).ok());
+  // The same files loaded again (another LoraAdapter object) share too.
+  auto r16_again = LoraAdapter::load_dir(dir_ + "/attn/adapters/adapter-001", weights_->config());
+  ASSERT_TRUE(r16_again.ok());
+  ASSERT_TRUE(engine->register_adapter("d", **r16_again).ok());
+  EXPECT_EQ(engine->adapter_store().total_bytes(), bytes16 + bytes8);
+  EXPECT_EQ(engine->stats().registered_adapters, 4);
+
+  auto run = [&](const std::vector<std::string>& ids) {
+    std::vector<GenerationRequest> reqs;
+    for (const std::string& id : ids) {
+      GenerationRequest r;
+      r.adapter_id = id;
+      r.prompt = {1, 50, 60, 70};
+      r.max_new_tokens = 5;
+      r.want_logits = true;
+      reqs.push_back(r);
+    }
+    std::vector<GenerationResult> out;
+    EXPECT_TRUE(generate(*engine, reqs, &out).ok());
+    return out;
+  };
+  const auto first = run({"a", "b", "c", "d"});
+  ASSERT_EQ(first.size(), 4u);
+  EXPECT_EQ(first[0].tokens, first[1].tokens);
+  EXPECT_EQ(first[0].logits, first[1].logits);
+  EXPECT_EQ(first[0].logits, first[3].logits);
+  EXPECT_NE(first[0].logits, first[2].logits);
+  // Each id was resident on its own pages.
+  EXPECT_GE(engine->stats().adapters.swap_ins, 4);
+
+  ASSERT_TRUE(engine->unregister_adapter("a").ok());
+  EXPECT_EQ(engine->adapter_store().total_bytes(), bytes16 + bytes8);
+  const auto after = run({"b", "d"});
+  // Another batch shape: the same up to BLAS summation order.
+  auto near = [](const std::vector<std::vector<float>>& x, const std::vector<std::vector<float>>& y) {
+    if (x.size() != y.size()) return false;
+    for (size_t t = 0; t < x.size(); ++t) {
+      for (size_t v = 0; v < x[t].size(); ++v) {
+        if (std::fabs(x[t][v] - y[t][v]) > 1e-4f) return false;
+      }
+    }
+    return true;
+  };
+  EXPECT_EQ(after[0].tokens, first[1].tokens);
+  EXPECT_TRUE(near(after[0].logits, first[1].logits));
+  EXPECT_TRUE(near(after[1].logits, first[1].logits));
+  ASSERT_TRUE(engine->unregister_adapter("b").ok());
+  ASSERT_TRUE(engine->unregister_adapter("d").ok());
+  EXPECT_EQ(engine->adapter_store().total_bytes(), bytes8);
+}
+
 TEST_F(EngineTest, PoolExhaustionIsResourceExhausted) {
   EngineOptions opts;
   // 4 layers x 16 tokens x 2 x kv_dim 128 x 4 bytes = 64 KiB per block: 2 blocks.
