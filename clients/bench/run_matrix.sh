@@ -8,6 +8,9 @@
 #   clients/bench/run_matrix.sh --addr 127.0.0.1:50051 --synth /data/synth --out results/ \
 #       --rate 8 --duration-s 120 -- --prompt-len 64:256 --output-len 64:256
 #
+# Thousands of distinct adapters need not mean thousands of files: with
+# `-- --setup-files 4` adapter i loads SYNTH/adapters/adapter-(i mod 4); the
+# server keeps one host copy per file and separate pool pages per id.
 # The server's --adapter-root must be SYNTH/adapters (LoadAdapter paths are
 # relative to it). Adapters stay registered between points (N ascending), so
 # later points only register the new ones. Arguments after "--" go to every
@@ -30,7 +33,7 @@ plot=1
 extra=()
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
   cat <<USAGE
 Options: --addr H:P  --synth DIR  --out DIR  --ns "0 1 100 1000 2000"  --rate R
          --duration-s S  --num-requests N  --drain-s S  --bench PATH  --no-plot

@@ -100,6 +100,11 @@ void add_flags(CLI::App& app, BenchConfig* c) {
   app.add_option("--setup", c->setup_dir,
                  "Register DIR/adapters/adapter-000.. (--num-adapters of them) via LoadAdapter "
                  "first; the server's --adapter-root must be DIR/adapters");
+  app.add_option("--setup-files", c->setup_files,
+                 "Register the N adapter ids over the first K directories only (adapter i "
+                 "loads adapter-(i mod K)): thousands of ids without thousands of files; the "
+                 "server keeps one host copy per file and pool pages per id")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--setup-concurrency", c->setup_concurrency, "Parallel LoadAdapter calls")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
@@ -134,6 +139,7 @@ std::string validate(const BenchConfig& c) {
   if (!c.setup_dir.empty() && c.num_adapters == 0) {
     return "--setup needs --num-adapters N (how many adapters to register)";
   }
+  if (c.setup_files > 0 && c.setup_dir.empty()) return "--setup-files needs --setup DIR";
   return "";
 }
 

@@ -50,6 +50,7 @@ struct BenchConfig {
 
   // Setup: register adapters from a `loraserve synth` directory first.
   std::string setup_dir;
+  int setup_files = 0;  // adapter directories to cycle through (0: one per adapter)
   int setup_concurrency = 8;
 
   // SLO targets for the attainment numbers.

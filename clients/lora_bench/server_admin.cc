@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -26,11 +27,13 @@ bool setup_adapters(const BenchConfig& cfg, const std::shared_ptr<grpc::Channel>
   namespace fs = std::filesystem;
   const fs::path local = fs::path(cfg.setup_dir) / "adapters";
   // The directory may live only on the server's machine; check it when we can see it.
+  const int files = cfg.setup_files > 0 ? std::min(cfg.setup_files, cfg.num_adapters)
+                                         : cfg.num_adapters;
   if (fs::is_directory(local)) {
-    const fs::path last = local / adapter_name(cfg.num_adapters - 1);
+    const fs::path last = local / adapter_name(files - 1);
     if (!fs::is_directory(last)) {
       *error = "--setup: " + last.string() + " does not exist (synthesise at least " +
-               std::to_string(cfg.num_adapters) + " adapters)";
+               std::to_string(files) + " adapters)";
       return false;
     }
   }
@@ -47,7 +50,7 @@ bool setup_adapters(const BenchConfig& cfg, const std::shared_ptr<grpc::Channel>
       }
       v1::LoadAdapterRequest req;
       req.set_adapter_id(adapter_name(i));
-      req.set_path(adapter_name(i));
+      req.set_path(adapter_name(i % files));
       v1::AdapterInfo info;
       grpc::ClientContext ctx;
       set_deadline_s(&ctx, 120);

@@ -169,6 +169,18 @@ def main():
     check(report["setup"]["already_present"] == 8, "ALREADY_EXISTS not counted as present")
     check(report["run"]["completed"] == 12, "closed loop did not complete 12 requests")
 
+    # 2b. More ids than files: ids 8..19 load files 0..7 again (--setup-files).
+    rc, report = run_bench(args.lora_bench,
+                           common + ["--setup", synth, "--num-adapters", "20", "--setup-files",
+                                     "8", "--users", "4", "--num-requests", "16"],
+                           os.path.join(work, "cycled.json"))
+    check(rc == EXIT_OK, "--setup-files run exited %d" % rc)
+    check(report["setup"]["loaded"] == 12 and report["setup"]["already_present"] == 8,
+          "--setup-files registered %s, want 12 loaded + 8 present" % report["setup"])
+    check(int(report["server"]["after"]["registered_adapters"]) >= 20,
+          "server has fewer than 20 adapters")
+    check(report["run"]["completed"] == 16, "--setup-files run did not complete 16 requests")
+
     # 3. A trace that names an unknown adapter: errors by code, no crash.
     trace = os.path.join(work, "unknown.jsonl")
     with open(trace, "w") as f:
