@@ -3,10 +3,10 @@
 # model alone, then N adapters (registered with --setup, ranks as synthesised)
 # at the same offered load, one JSON per point, then plots them.
 #
-#   loraserve synth --preset llama2-7b --out /data/synth --adapters 2000 --ranks 8 16 32 64
+#   loraserve synth --preset llama2-7b --out /data/synth --adapters 4 --ranks 8 16 32 64
 #   loraserve serve --model /data/synth/model --adapter-root /data/synth/adapters ... &
 #   clients/bench/run_matrix.sh --addr 127.0.0.1:50051 --synth /data/synth --out results/ \
-#       --rate 8 --duration-s 120 -- --prompt-len 64:256 --output-len 64:256
+#       --rate 8 --duration-s 120 -- --setup-files 4 --prompt-len 64:256 --output-len 64:256
 #
 # Thousands of distinct adapters need not mean thousands of files: with
 # `-- --setup-files 4` adapter i loads SYNTH/adapters/adapter-(i mod 4); the
@@ -33,7 +33,7 @@ plot=1
 extra=()
 
 usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
   cat <<USAGE
 Options: --addr H:P  --synth DIR  --out DIR  --ns "0 1 100 1000 2000"  --rate R
          --duration-s S  --num-requests N  --drain-s S  --bench PATH  --no-plot
