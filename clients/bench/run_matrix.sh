@@ -9,8 +9,9 @@
 #       --rate 8 --duration-s 120 -- --setup-files 4 --prompt-len 64:256 --output-len 64:256
 #
 # Thousands of distinct adapters need not mean thousands of files: with
-# `-- --setup-files 4` adapter i loads SYNTH/adapters/adapter-(i mod 4); the
-# server keeps one host copy per file and separate pool pages per id.
+# `--files 4` adapter i loads SYNTH/adapters/adapter-(i mod 4) (lora-bench
+# --setup-files); the server keeps one host copy per file and separate pool
+# pages per id.
 # The server's --adapter-root must be SYNTH/adapters (LoadAdapter paths are
 # relative to it). Adapters stay registered between points (N ascending), so
 # later points only register the new ones. Arguments after "--" go to every
@@ -25,6 +26,7 @@ addr=127.0.0.1:50051
 synth=""
 out=bench-results
 ns="0 1 100 1000 2000"
+files=""
 rate=4
 duration=60
 num_requests=""
@@ -33,9 +35,9 @@ plot=1
 extra=()
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
   cat <<USAGE
-Options: --addr H:P  --synth DIR  --out DIR  --ns "0 1 100 1000 2000"  --rate R
+Options: --addr H:P  --synth DIR  --out DIR  --ns "0 1 100 1000 2000"  --rate R  --files K
          --duration-s S  --num-requests N  --drain-s S  --bench PATH  --no-plot
 USAGE
 }
@@ -47,6 +49,7 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift 2 ;;
     --ns) ns=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
+    --files) files=$2; shift 2 ;;
     --duration-s) duration=$2; shift 2 ;;
     --num-requests) num_requests=$2; shift 2 ;;
     --drain-s) drain=$2; shift 2 ;;
@@ -63,8 +66,9 @@ max_n=0
 for n in $ns; do if (( n > max_n )); then max_n=$n; fi; done
 if (( max_n > 0 )); then
   [[ -n "$synth" ]] || { echo "run_matrix.sh: --synth DIR is needed for N > 0" >&2; exit 2; }
-  last=$(printf '%s/adapters/adapter-%03d' "$synth" $((max_n - 1)))
-  [[ -d "$last" ]] || { echo "run_matrix.sh: $last missing: synthesise $max_n adapters" >&2; exit 2; }
+  need=${files:-$max_n}
+  last=$(printf '%s/adapters/adapter-%03d' "$synth" $((need - 1)))
+  [[ -d "$last" ]] || { echo "run_matrix.sh: $last missing: synthesise $need adapters" >&2; exit 2; }
 fi
 mkdir -p "$out"
 
@@ -79,6 +83,7 @@ for n in $ns; do
   else
     name=$(printf 'n%04d' "$n")
     args=(--setup "$synth" --num-adapters "$n")
+    [[ -n "$files" ]] && args+=(--setup-files "$files")
   fi
   echo "== $name: rate $rate req/s" >&2
   rc=0

@@ -13,6 +13,13 @@
 #       sequence, rank 16 q/k/v/o; batch 1 vs roofline; 2048-token prefill).
 #       The model (13.5 GB) is synthesized into /tmp/loraserve-7b and reused
 #       by later calls while the machine stays warm.
+#   bash tests/gpu/run_on_device.sh serve7b    issue 9: loraserve serve on that
+#       model (cuda) and the lora-bench matrix N = 0 (base), 1, 100, 1000,
+#       2000 adapters (ranks 8/16/32/64 q/k/v/o, four files cycled) at one
+#       offered load (RATE, default 8 req/s; DURATION s per point).
+#   bash tests/gpu/run_on_device.sh peer7b     issue 9's peer: transformers
+#       + PEFT (32 adapters, batch 64, 128-token prompts, 128 new tokens) and
+#       the base model under transformers, then loraserve on the same mix.
 set -u
 STAGE=${1:-all}
 OUT=${OUT:-/tmp/loraserve-gpu-out}
@@ -26,6 +33,79 @@ W=$(mktemp -d /tmp/loraserve-gpu-XXXXXX)
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }
+
+M7=/tmp/loraserve-7b
+synth7b() {  # the model once (engine7b may have made it), four adapters once
+  if [ ! -f "$M7/model/model.safetensors" ]; then
+    $B loraserve synth --preset llama2-7b --out "$M7" --adapters 1 --ranks 16 > "$OUT/synth7b.log" 2>&1
+  fi
+  if [ ! -d "$M7/s4/adapters/adapter-003" ]; then
+    $B loraserve synth --preset llama2-7b --out "$M7/s4" --adapters 4 --ranks 8,16,32,64 \
+      --no-model >> "$OUT/synth7b.log" 2>&1
+  fi
+}
+serve7b_start() {  # $1: log name
+  rm -f "$W/port7b"
+  $B loraserve serve --model "$M7/model" --adapter-root "$M7/s4/adapters" --listen 127.0.0.1:0 \
+    --port-file "$W/port7b" --backend cuda --pool-fraction 0.85 --max-running 256 \
+    --max-queue 100000 > "$OUT/$1" 2>&1 &
+  SERVE7B_PID=$!
+  for _ in $(seq 1 600); do [ -s "$W/port7b" ] && break; sleep 0.2; done
+  [ -s "$W/port7b" ] && ADDR7B=127.0.0.1:$(cat "$W/port7b")
+}
+serve7b_stop() { kill "$SERVE7B_PID" 2>/dev/null; wait "$SERVE7B_PID" 2>/dev/null; }
+
+if [ "$STAGE" = serve7b ]; then
+  synth7b
+  ADDR7B=""
+  serve7b_start serve7b.log
+  if [ -n "$ADDR7B" ]; then
+    printf '#!/bin/sh\nexec %s/.gpu-bundle/run.sh lora-bench "$@"\n' "$PWD" > "$W/lora-bench"
+    chmod +x "$W/lora-bench"
+    timeout 560 bash clients/bench/run_matrix.sh --bench "$W/lora-bench" --addr "$ADDR7B" \
+      --synth "$M7/s4" --files 4 --out "$OUT/matrix" --rate "${RATE:-8}" \
+      --duration-s "${DURATION:-60}" --drain-s 60 --no-plot -- --prompt-len 64:256 \
+      --output-len 64:256 --vocab 32000 --quiet > "$OUT/matrix.log" 2>&1
+    note "run_matrix rc=$?"
+  else
+    note "serve did not start (see serve7b.log)"
+  fi
+  serve7b_stop
+  for f in "$OUT"/matrix/*.json; do
+    [ -f "$f" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); r=d['run']; \
+print(sys.argv[1].split('/')[-1], 'completed', r['completed'], 'out tok/s %.0f' % r['output_throughput'], \
+'ttft p99 %.1f ms' % d['latency_ms']['ttft']['p99'], 'itl p99 %.1f ms' % d['latency_ms']['itl']['p99'], \
+'errors', d['errors_by_code'])" "$f" | tee -a "$SUMMARY"
+  done
+  rm -rf "$W"
+  cat "$SUMMARY"
+  exit 0
+fi
+
+if [ "$STAGE" = peer7b ]; then
+  synth7b
+  A4="$M7/s4/adapters/adapter-000,$M7/s4/adapters/adapter-001,$M7/s4/adapters/adapter-002,$M7/s4/adapters/adapter-003"
+  timeout 300 python3 clients/bench/peft_peer.py --model "$M7/model" --adapters "$A4" \
+    --num-adapters 32 --batch 64 --prompt-len 128 --new-tokens 128 --json "$OUT/peft.json" \
+    > "$OUT/peft.log" 2>&1
+  note "peft rc=$?: $(tail -1 "$OUT/peft.log")"
+  timeout 120 python3 clients/bench/peft_peer.py --model "$M7/model" --base-only --batch 64 \
+    --prompt-len 128 --new-tokens 128 --json "$OUT/hf_base.json" > "$OUT/hf_base.log" 2>&1
+  note "transformers base rc=$?: $(tail -1 "$OUT/hf_base.log")"
+  ADDR7B=""
+  serve7b_start serve7b_peer.log
+  if [ -n "$ADDR7B" ]; then
+    timeout 200 $B lora-bench --addr "$ADDR7B" --setup "$M7/s4" --num-adapters 32 --setup-files 4 \
+      --users 64 --num-requests 128 --prompt-len 128:128 --output-len 128:128 --vocab 32000 \
+      --json "$OUT/loraserve_peer_mix.json" > "$OUT/loraserve_peer_mix.txt" 2>&1
+    note "lora-bench (32 adapters, 64 users, 128/128) rc=$?"
+    grep -iE "output|tok/s|throughput" "$OUT/loraserve_peer_mix.txt" | head -5 >> "$SUMMARY"
+  fi
+  serve7b_stop
+  rm -rf "$W"
+  cat "$SUMMARY"
+  exit 0
+fi
 
 if [ "$STAGE" = engine7b ]; then
   nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv > "$OUT/env.txt" 2>&1
