@@ -97,6 +97,9 @@ void add_flags(CLI::App& app, BenchConfig* c) {
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
 
+  app.add_option("--tls-ca", c->tls_ca, "PEM CA bundle: connect with TLS");
+  app.add_option("--tls-cert", c->tls_cert, "PEM client certificate for mutual TLS");
+  app.add_option("--tls-key", c->tls_key, "PEM private key of --tls-cert");
   app.add_option("--setup", c->setup_dir,
                  "Register DIR/adapters/adapter-000.. (--num-adapters of them) via LoadAdapter "
                  "first; the server's --adapter-root must be DIR/adapters");

@@ -49,6 +49,7 @@ struct BenchConfig {
   float temperature = 0;      // 0 = greedy
 
   // Setup: register adapters from a `loraserve synth` directory first.
+  std::string tls_ca, tls_cert, tls_key;  // TLS when tls_ca is set
   std::string setup_dir;
   int setup_files = 0;  // adapter directories to cycle through (0: one per adapter)
   int setup_concurrency = 8;

@@ -12,13 +12,15 @@
 #include "clients/lora_bench/config.h"
 #include "clients/lora_bench/driver.h"
 #include "clients/lora_bench/report.h"
+#include "clients/common/credentials.h"
 #include "clients/lora_bench/server_admin.h"
 #include "clients/lora_bench/workload.h"
 
 namespace loraserve::bench {
 namespace {
 
-std::vector<std::shared_ptr<grpc::Channel>> make_channels(const BenchConfig& cfg) {
+std::vector<std::shared_ptr<grpc::Channel>> make_channels(
+    const BenchConfig& cfg, const std::shared_ptr<grpc::ChannelCredentials>& creds) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < cfg.connections; ++i) {
     grpc::ChannelArguments args;
@@ -26,13 +28,19 @@ std::vector<std::shared_ptr<grpc::Channel>> make_channels(const BenchConfig& cfg
     args.SetInt("loraserve.bench.connection", i);
     args.SetMaxReceiveMessageSize(64 << 20);
     channels.push_back(
-        grpc::CreateCustomChannel(cfg.addr, grpc::InsecureChannelCredentials(), args));
+        grpc::CreateCustomChannel(cfg.addr, creds, args));
   }
   return channels;
 }
 
 int run(const BenchConfig& cfg) {
-  auto channels = make_channels(cfg);
+  std::string tls_error;
+  auto creds = clients::channel_credentials({cfg.tls_ca, cfg.tls_cert, cfg.tls_key}, &tls_error);
+  if (!creds) {
+    std::fprintf(stderr, "lora-bench: %s\n", tls_error.c_str());
+    return 2;
+  }
+  auto channels = make_channels(cfg, creds);
   if (!channels[0]->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
     std::fprintf(stderr, "lora-bench: cannot connect to %s within 10 s\n", cfg.addr.c_str());
     return kExitFailed;

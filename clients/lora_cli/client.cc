@@ -1,35 +1,26 @@
 #include "clients/lora_cli/client.h"
 
+#include <cstdlib>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
 #include <cstdio>
 #include <iostream>
 
+#include "clients/common/credentials.h"
+
 namespace loraserve::client {
 
-namespace {
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "error: cannot read %s\n", path.c_str());
-    return "";
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-}  // namespace
 
 std::shared_ptr<grpc::Channel> make_channel(const GlobalOptions& opts) {
-  if (opts.tls_ca.empty()) return grpc::CreateChannel(opts.addr, grpc::InsecureChannelCredentials());
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = slurp(opts.tls_ca);
-  if (!opts.tls_cert.empty()) {
-    ssl.pem_cert_chain = slurp(opts.tls_cert);
-    ssl.pem_private_key = slurp(opts.tls_key);
+  std::string error;
+  auto creds = clients::channel_credentials({opts.tls_ca, opts.tls_cert, opts.tls_key}, &error);
+  if (!creds) {
+    std::fprintf(stderr, "error: %s\n", error.c_str());
+    std::exit(2);  // bad flags
   }
-  return grpc::CreateChannel(opts.addr, grpc::SslCredentials(ssl));
+  return grpc::CreateChannel(opts.addr, creds);
 }
 
 void set_deadline(const GlobalOptions& opts, grpc::ClientContext* ctx) {

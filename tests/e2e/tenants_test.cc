@@ -5,6 +5,7 @@
 // everyone, and SIGHUP swaps the keys. Then TLS: only clients that trust the
 // server's CA (and, with --tls-client-ca, present a certificate) get in.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -302,6 +303,32 @@ TEST(Tls, OnlyClientsTrustingTheCaGetInAndPlaintextIsRefused) {
   // The key must never reach a TLS-only server in the clear: the handshake fails first.
   EXPECT_EQ(list_over(addr, grpc::InsecureChannelCredentials()).error_code(),
             grpc::StatusCode::UNAVAILABLE);
+}
+
+// lora-bench against a TLS server: connects with --tls-ca (a short bounded
+// run completes), cannot without it, and a missing CA file is a flag error.
+TEST(Tls, LoraBenchConnectsWithTheCa) {
+  const Certs& c = certs();
+  ASSERT_TRUE(c.error.empty()) << c.error;
+  ServerOptions opts = default_server_options(32);
+  opts.extra_args = {"--tls-cert", c.server_cert, "--tls-key", c.server_key};
+  std::string err;
+  auto server = ServerProcess::start(opts, &err);
+  ASSERT_NE(server, nullptr) << err;
+  const std::vector<std::string> common = {LORA_BENCH_BIN, "--addr", server->address(),
+                                           "--base-only", "--users", "2", "--num-requests",
+                                           "4", "--prompt-len", "4:8", "--output-len", "2:4",
+                                           "--vocab", "1000", "--quiet"};
+  std::string out, e;
+  std::vector<std::string> with_ca = common;
+  with_ca.insert(with_ca.end(), {"--tls-ca", c.ca});
+  EXPECT_EQ(run_process(with_ca, &out, &e), 0) << e;
+  EXPECT_NE(run_process(common, &out, &e), 0) << "plaintext reached a TLS-only server";
+  std::vector<std::string> missing = common;
+  missing.insert(missing.end(), {"--tls-ca", c.ca + ".missing"});
+  const int status = run_process(missing, &out, &e);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
+  EXPECT_NE(e.find("cannot read"), std::string::npos) << e;
 }
 
 TEST(Tls, ClientCertificatesAreRequiredWithClientCa) {
