@@ -61,9 +61,13 @@ struct KvAppendBf16Params {
 };
 Status launch_kv_append_bf16(const KvAppendBf16Params& p, cudaStream_t stream);
 
-// One kernel for prefill, chunked prefill and decode: a block per
-// (token, q head) runs an online softmax over positions 0..pos of the
-// token's sequence, fp32 accumulation. head_dim <= 256.
+// Causal paged attention over a batch mixing prefill, chunked prefill and
+// decode: each token attends to positions 0..pos of its sequence, fp32
+// accumulation, head_dim <= 256. Runs of consecutive tokens of one sequence
+// (prefill chunks) go through a tiled kernel that shares each K/V block
+// across the run and the GQA group; lone tokens (decode) through a block per
+// (token, q head). The split is decided on the device from token_seq and
+// positions (attention_bf16.cu). `out` may alias `q`.
 struct AttentionBf16Params {
   const uint16_t* q = nullptr;         // [num_tokens, num_q_heads * head_dim] (rope applied)
   uint16_t* out = nullptr;             // [num_tokens, num_q_heads * head_dim]
