@@ -8,6 +8,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#ifdef LORASERVE_CUDA_EMU
+#include <cstdio>
+#include <cstdlib>
+#endif
 
 // Dynamic shared memory (the launch's smem bytes) as an array of T.
 #ifdef LORASERVE_CUDA_EMU
@@ -54,6 +58,67 @@ __device__ float block_sum(float v) {
   const float total = warp_sums[0];
   __syncthreads();
   return total;
+}
+
+// ---- 16-byte vectors of 8 bf16 ----------------------------------------------
+// A real GPU faults on a misaligned vector access; the emulator would accept
+// one silently, so under it every vector access checks its alignment and
+// aborts with a message.
+
+__device__ __forceinline__ bool is_aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+#ifdef LORASERVE_CUDA_EMU
+inline void check_aligned16(const void* p, const char* what) {
+  if (!is_aligned16(p)) {
+    std::fprintf(stderr, "%s: address %p is not 16-byte aligned (a GPU would fault)\n", what, p);
+    std::abort();
+  }
+}
+#define LS_CHECK_ALIGNED16(p, what) ::loraserve::kernels::cuda::check_aligned16((p), (what))
+#else
+#define LS_CHECK_ALIGNED16(p, what) ((void)0)
+#endif
+
+// Loads 8 bf16 at a 16-byte aligned address.
+__device__ __forceinline__ uint4 ld_bf16x8(const uint16_t* p) {
+  LS_CHECK_ALIGNED16(p, "ld_bf16x8");
+  return *reinterpret_cast<const uint4*>(p);
+}
+
+// The same through the read-only data path: for data no thread of the
+// kernel writes (weights, inputs).
+__device__ __forceinline__ uint4 ldg_bf16x8(const uint16_t* p) {
+  LS_CHECK_ALIGNED16(p, "ldg_bf16x8");
+  return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
+__device__ __forceinline__ void st_bf16x8(uint16_t* p, uint4 v) {
+  LS_CHECK_ALIGNED16(p, "st_bf16x8");
+  *reinterpret_cast<uint4*>(p) = v;
+}
+
+// bf16 -> fp32 is exact: the bf16 bits are the high half of the float.
+__device__ __forceinline__ void unpack_bf16x8(uint4 v, float (&f)[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+// fp32 -> bf16 with round-to-nearest-even, element i in the low half first.
+__device__ __forceinline__ uint4 pack_bf16x8(const float (&f)[8]) {
+  uint32_t w[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t lo = __bfloat16_as_ushort(__float2bfloat16_rn(f[2 * i]));
+    const uint32_t hi = __bfloat16_as_ushort(__float2bfloat16_rn(f[2 * i + 1]));
+    w[i] = lo | (hi << 16);
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
 }  // namespace loraserve::kernels::cuda

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention/attention.h"
@@ -128,11 +129,21 @@ TEST(GpuBf16Rope, MatchesReference) {
 // A paged KV cache with shuffled pages and a padded page stride; a batch
 // of sequences each contributing its last `n_new` positions (pure prefill,
 // chunked prefill over cached pages, decode), mixed in one launch.
+// Token order in the batch: sequence after sequence (the scheduler's),
+// each sequence's new tokens cut in chunks of 1..max_chunk tokens and the
+// chunks shuffled (runs broken up, decode-like singles between them), or
+// the whole batch reversed (no two tokens form a run).
+enum class AttnOrder { kInOrder, kChunksShuffled, kReversed };
+
 struct AttnCase {
   int32_t page_tokens;
   int64_t nq, nkv, hd;
   std::vector<int32_t> lengths;  // total length of each sequence after this step
   std::vector<int32_t> n_new;    // tokens of each sequence in this step
+  AttnOrder order = AttnOrder::kInOrder;
+  int32_t max_chunk = 1;         // for kChunksShuffled
+  bool in_place = false;         // out = q (allowed, as for attention_ref): a token
+                                 // computed twice would read its own output as q
 };
 
 void run_attention_case(const AttnCase& c, uint32_t seed) {
@@ -156,10 +167,33 @@ void run_attention_case(const AttnCase& c, uint32_t seed) {
   // The pool: random everywhere (earlier positions count as cached).
   auto pool = rounded(random_vec(static_cast<size_t>(num_pages) * stride, seed + 1, -1.0f, 1.0f));
   std::vector<int32_t> token_seq, positions;
-  for (int32_t s = 0; s < num_seqs; ++s) {
-    for (int32_t p = c.lengths[s] - c.n_new[s]; p < c.lengths[s]; ++p) {
-      token_seq.push_back(s);
-      positions.push_back(p);
+  if (c.order == AttnOrder::kChunksShuffled) {
+    std::vector<std::vector<std::pair<int32_t, int32_t>>> chunks;
+    for (int32_t s = 0; s < num_seqs; ++s) {
+      for (int32_t p = c.lengths[s] - c.n_new[s]; p < c.lengths[s];) {
+        const int32_t n = std::min<int32_t>(c.lengths[s] - p, 1 + static_cast<int32_t>(rng() % c.max_chunk));
+        chunks.emplace_back();
+        for (int32_t i = 0; i < n; ++i) chunks.back().emplace_back(s, p + i);
+        p += n;
+      }
+    }
+    std::shuffle(chunks.begin(), chunks.end(), rng);
+    for (const auto& ch : chunks) {
+      for (const auto& [s, p] : ch) {
+        token_seq.push_back(s);
+        positions.push_back(p);
+      }
+    }
+  } else {
+    for (int32_t s = 0; s < num_seqs; ++s) {
+      for (int32_t p = c.lengths[s] - c.n_new[s]; p < c.lengths[s]; ++p) {
+        token_seq.push_back(s);
+        positions.push_back(p);
+      }
+    }
+    if (c.order == AttnOrder::kReversed) {
+      std::reverse(token_seq.begin(), token_seq.end());
+      std::reverse(positions.begin(), positions.end());
     }
   }
   const int64_t T = static_cast<int64_t>(token_seq.size());
@@ -203,12 +237,14 @@ void run_attention_case(const AttnCase& c, uint32_t seed) {
   dview.num_seqs = num_seqs;
   KvAppendBf16Params dap{dk.p, dv.p, dseq.p, dpos.p, T, dview};
   ASSERT_TRUE(launch_kv_append_bf16(dap, nullptr).ok());
-  AttentionBf16Params dat{dq.p, dout.p, dseq.p, dpos.p, T, c.nq, c.nkv, c.hd, scale, dview};
+  uint16_t* out = c.in_place ? dq.p : dout.p;
+  AttentionBf16Params dat{dq.p, out, dseq.p, dpos.p, T, c.nq, c.nkv, c.hd, scale, dview};
   ASSERT_TRUE(launch_attention_bf16(dat, nullptr).ok());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   // The whole pool: the new rows in place, nothing else touched (exact, a copy).
   expect_close(from_bf16(dpool.host()), ref_pool, 0.0f, 0.0f, 0.0, "kv_append_bf16 pool");
-  expect_close(from_bf16(dout.host()), want, 1e-2f, 2e-2f, 1e-2, "attention_bf16");
+  expect_close(from_bf16((c.in_place ? dq : dout).host()), want, 1e-2f, 2e-2f, 1e-2,
+               c.in_place ? "attention_bf16 (in place)" : "attention_bf16");
 }
 
 TEST(GpuBf16Attention, PrefillDecodeMixedShuffledPages) {
@@ -220,6 +256,47 @@ TEST(GpuBf16Attention, PrefillDecodeMixedShuffledPages) {
   run_attention_case({5, 4, 4, 128, {1, 2, 11, 50}, {1, 2, 3, 1}}, 300);   // MHA, odd page size
   run_attention_case({16, 12, 4, 96, {600, 7}, {512, 7}}, 400);            // 512-token chunk, hd 96
   run_attention_case({8, 2, 1, 40, {9, 30}, {9, 1}}, 500);                 // head_dim 40 (< 64, odd lanes)
+}
+
+// The tiled path (runs of consecutive positions of one sequence, in tiles
+// of R (token, head) rows per kv head: R = 128 for head_dim <= 64, 80 for
+// 96, 64 for 128, 32 for 256; W = R / group tokens per window). Tile
+// windows cut runs mid-sequence, span two sequences, start chunks at
+// unaligned positions; decode tokens sit between runs; every group size
+// from MHA to a group larger than R (split over blocks).
+TEST(GpuBf16Attention, TiledPrefillRunsAcrossWindowsSequencesAndGroups) {
+  SKIP_WITHOUT_GPU();
+  // MHA, 300-token prefill: 64-token windows end mid-sequence.
+  run_attention_case({16, 4, 4, 128, {300}, {300}}, 600);
+  // group 2, page 5: prefills back to back (64-token windows span 2-3
+  // sequences), then a first decode token.
+  run_attention_case({5, 8, 4, 64, {70, 45, 33, 1}, {70, 45, 33, 1}}, 610);
+  // group 4, head_dim 40: a chunk from position 67, a decode, a prefill, a decode.
+  run_attention_case({16, 8, 2, 40, {200, 3, 90, 17}, {133, 1, 90, 1}}, 620);
+  // group 8, head_dim 96 (R 80, W 10), page 5: chunk from position 69.
+  run_attention_case({5, 16, 2, 96, {130, 20, 57}, {61, 1, 57}}, 630);
+  // head_dim 256 (R 32, 16 keys per block), group 2; chunk from 23.
+  run_attention_case({16, 4, 2, 256, {100, 40, 7}, {77, 40, 1}}, 640);
+  // Llama-3 shape group 4, head_dim 128 (W 16), two chunked prefills.
+  run_attention_case({16, 16, 4, 128, {260, 100}, {150, 100}}, 650);
+  // head_dim 50 and 33 (odd): the unaligned (scalar) K/V load path.
+  run_attention_case({5, 6, 2, 50, {90, 12}, {70, 12}}, 660);
+  run_attention_case({16, 2, 1, 33, {45, 3}, {45, 1}}, 670);
+  // head_dim 80 (rounded up to 96), group 4.
+  run_attention_case({8, 4, 1, 80, {66}, {66}}, 680);
+  // Groups larger than the tile: MQA with 32 heads (W 2), 64 heads over
+  // head_dim 256 (R 32: the group is split over 2 blocks, W 1).
+  run_attention_case({16, 32, 1, 128, {37, 9}, {37, 1}}, 690);
+  run_attention_case({16, 64, 1, 256, {20, 5}, {20, 1}}, 700);
+  // Runs broken up and shuffled with decode tokens in between, and a
+  // reversed batch (every token isolated: all on the per-token kernel).
+  run_attention_case({8, 8, 2, 128, {150, 60, 9, 33}, {150, 20, 1, 33}, AttnOrder::kChunksShuffled, 9}, 710);
+  run_attention_case({5, 12, 4, 64, {70, 41, 2}, {70, 30, 1}, AttnOrder::kChunksShuffled, 3}, 720);
+  run_attention_case({16, 6, 3, 64, {40, 25}, {40, 3}, AttnOrder::kReversed}, 730);
+  // In place (out = q): each (token, head) must be computed exactly once.
+  // Starts and ends with a 2-token run; the shuffled batch has runs of every length.
+  run_attention_case({16, 8, 2, 64, {12, 50, 4, 130, 31}, {2, 50, 1, 97, 2}, AttnOrder::kInOrder, 1, true}, 740);
+  run_attention_case({5, 4, 4, 96, {90, 44, 3}, {90, 30, 3}, AttnOrder::kChunksShuffled, 4, true}, 750);
 }
 
 // ---- paged LoRA ----
@@ -380,6 +457,410 @@ TEST(GpuBf16LoraPaged, RaggedSegmentsMixedRanksStraddlingPages) {
     run_lora_case(tokens, 4096, 1024, 65536 + 37, seed++);
   }
   run_lora_case(64, 300, 200, 97, seed++);  // tiny pages: every row spans several
+}
+
+// The layouts the kernels' vector paths depend on, one knob each: aligned
+// or odd offsets, page sizes (multiple of 8 and >= the row, or not), x / y /
+// v strides and base pointers (16-byte aligned or not). Everything a kernel
+// must not read is NaN (pool padding and unused pages, x padding, v outside
+// the segments' ranks), so a read past a row, a mask or a rank shows up.
+struct LoraCase {
+  int64_t num_tokens = 1, in_dim = 4096, out_dim = 4096, page_elems = 32768;
+  std::vector<int32_t> ranks;  // per adapter
+  bool decode = true;          // token t: its own segment and adapter t; else ragged segments
+  bool gaps = false;           // decode: every 5th token has no segment
+  bool aligned_offsets = true; // a_offset / bt_offset multiples of 8 (else odd phases)
+  int64_t x_pad = 0, y_pad = 0, v_stride = 0;      // strides: dim + pad; v_stride 0: max rank
+  int64_t x_shift = 0, y_shift = 0, v_shift = 0;   // base pointers moved by this many elements
+};
+
+void run_lora_general(const LoraCase& c, uint32_t seed) {
+  SCOPED_TRACE(::testing::Message() << "tokens " << c.num_tokens << " in " << c.in_dim << " out "
+                                    << c.out_dim << " page " << c.page_elems << " seed " << seed);
+  std::mt19937 rng(seed);
+  const int num_adapters = static_cast<int>(c.ranks.size());
+  const int32_t max_adapter_rank = *std::max_element(c.ranks.begin(), c.ranks.end());
+  const int64_t x_stride = c.in_dim + c.x_pad, y_stride = c.out_dim + c.y_pad;
+  const int64_t v_stride = c.v_stride ? c.v_stride : max_adapter_rank;
+  const int64_t pe = c.page_elems;
+  std::vector<HostAdapter> adapters(num_adapters);
+  std::vector<int64_t> image_elems(num_adapters);
+  int32_t total_pages = 0;
+  for (int a = 0; a < num_adapters; ++a) {
+    HostAdapter& h = adapters[a];
+    h.rank = c.ranks[a];
+    h.a_offset = c.aligned_offsets ? 8 * (a % 3) : 1 + (a % 7) + 8 * (a % 2);
+    h.bt_offset = h.a_offset + h.rank * c.in_dim + (c.aligned_offsets ? 8 * (a % 2) : 3 + a % 5);
+    if (c.aligned_offsets) h.bt_offset = (h.bt_offset + 7) / 8 * 8;
+    image_elems[a] = h.bt_offset + h.rank * c.out_dim + 5;
+    total_pages += static_cast<int32_t>((image_elems[a] + pe - 1) / pe);
+  }
+  const int32_t num_pages = total_pages + 3;
+  std::vector<int32_t> perm(num_pages);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  int32_t next = 0;
+  for (int a = 0; a < num_adapters; ++a) {
+    const int32_t n = static_cast<int32_t>((image_elems[a] + pe - 1) / pe);
+    adapters[a].pages.assign(perm.begin() + next, perm.begin() + next + n);
+    next += n;
+  }
+  // NaN everywhere but the adapters' A and Bt.
+  std::vector<float> pool(static_cast<size_t>(num_pages) * pe, NAN);
+  std::uniform_real_distribution<float> unif(-1.0f, 1.0f);
+  const float w_scale = 4.0f / std::sqrt(static_cast<float>(c.in_dim));
+  for (const HostAdapter& h : adapters) {
+    auto fill = [&](int64_t off, int64_t n) {
+      for (int64_t e = off; e < off + n; ++e) {
+        pool[static_cast<size_t>(h.pages[e / pe]) * pe + e % pe] =
+            bf16_to_f32(f32_to_bf16(unif(rng) * w_scale));
+      }
+    };
+    fill(h.a_offset, h.rank * c.in_dim);
+    fill(h.bt_offset, h.rank * c.out_dim);
+  }
+
+  std::vector<PagedLoraSegment> segs;
+  std::vector<PagedLoraSegmentDev> dsegs;
+  std::vector<int32_t> all_pages;
+  auto add_segment = [&](int32_t begin, int32_t end, int a) {
+    const HostAdapter& h = adapters[a];
+    PagedLoraSegment s;
+    s.begin = begin;
+    s.end = end;
+    s.rank = h.rank;
+    s.scale = 0.5f + static_cast<float>(rng() % 100) / 50.0f;
+    s.page_ids = h.pages.data();
+    s.a_offset = h.a_offset;
+    s.bt_offset = h.bt_offset;
+    segs.push_back(s);
+    PagedLoraSegmentDev d;
+    d.begin = begin;
+    d.end = end;
+    d.rank = h.rank;
+    d.scale = s.scale;
+    d.page_begin = static_cast<int32_t>(all_pages.size());
+    d.num_pages = static_cast<int32_t>(h.pages.size());
+    d.a_offset = h.a_offset;
+    d.bt_offset = h.bt_offset;
+    dsegs.push_back(d);
+    all_pages.insert(all_pages.end(), h.pages.begin(), h.pages.end());
+  };
+  if (c.decode) {
+    ASSERT_EQ(num_adapters, c.num_tokens);
+    for (int32_t t = 0; t < c.num_tokens; ++t) {
+      if (!c.gaps || t % 5 != 3) add_segment(t, t + 1, t);
+    }
+  } else {
+    int32_t t = 0;
+    while (t < c.num_tokens) {
+      const int32_t len = 1 + static_cast<int32_t>(rng() % std::max<int64_t>(1, c.num_tokens / 4));
+      const int32_t end = static_cast<int32_t>(std::min<int64_t>(c.num_tokens, t + len));
+      if (rng() % 5 != 0) add_segment(t, end, static_cast<int>(rng() % num_adapters));
+      t = end;
+    }
+  }
+  ASSERT_FALSE(segs.empty());
+  int32_t max_rank = 0;
+  for (const auto& s : segs) max_rank = std::max(max_rank, s.rank);
+
+  // x: NaN outside the rows' first in_dim columns; y: random everywhere.
+  std::vector<float> x(c.x_shift + c.num_tokens * x_stride, NAN);
+  {
+    auto vals = rounded(random_vec(c.num_tokens * c.in_dim, seed + 2, -1.0f, 1.0f));
+    for (int64_t t = 0; t < c.num_tokens; ++t) {
+      std::copy_n(vals.begin() + t * c.in_dim, c.in_dim, x.begin() + c.x_shift + t * x_stride);
+    }
+  }
+  const auto y0 = rounded(random_vec(c.y_shift + c.num_tokens * y_stride, seed + 3, -1.0f, 1.0f));
+
+  // Shrink.
+  std::vector<float> v_ref(c.v_shift + c.num_tokens * v_stride, NAN);
+  PagedLoraShrinkParams sp{x.data() + c.x_shift, x_stride, v_ref.data() + c.v_shift, v_stride,
+                           c.in_dim, c.num_tokens, pool.data(), pe, segs.data(),
+                           static_cast<int32_t>(segs.size())};
+  ASSERT_TRUE(lora_shrink_paged_ref(sp).ok());
+  DevBuf<uint16_t> dpool(to_bf16(pool)), dx(to_bf16(x)), dy(to_bf16(y0));
+  DevBuf<uint16_t> dv(v_ref.size());  // poisoned: 0xffff
+  DevBuf<PagedLoraSegmentDev> dseg(dsegs);
+  DevBuf<int32_t> dpages(all_pages);
+  PagedLoraShrinkBf16Params dsp;
+  dsp.x = dx.p + c.x_shift;
+  dsp.x_stride = x_stride;
+  dsp.v = dv.p + c.v_shift;
+  dsp.v_stride = v_stride;
+  dsp.in_dim = c.in_dim;
+  dsp.num_tokens = c.num_tokens;
+  dsp.pool = dpool.p;
+  dsp.page_elems = pe;
+  dsp.segments = dseg.p;
+  dsp.page_ids = dpages.p;
+  dsp.num_segments = static_cast<int32_t>(dsegs.size());
+  dsp.max_rank = max_rank;
+  ASSERT_TRUE(launch_lora_shrink_paged_bf16(dsp, nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto v_bits = dv.host();
+  std::vector<bool> defined(v_bits.size(), false);
+  std::vector<float> got_v, want_v;
+  for (const auto& s : segs) {
+    for (int32_t t = s.begin; t < s.end; ++t) {
+      for (int32_t j = 0; j < s.rank; ++j) {
+        const size_t i = c.v_shift + t * v_stride + j;
+        defined[i] = true;
+        got_v.push_back(bf16_to_f32(v_bits[i]));
+        want_v.push_back(v_ref[i]);
+      }
+    }
+  }
+  expect_close(got_v, want_v, 2e-2f, 1e-2f, 1e-2, "lora_shrink_bf16 (general)");
+  size_t touched = 0;
+  for (size_t i = 0; i < v_bits.size(); ++i) touched += !defined[i] && v_bits[i] != 0xffff;
+  EXPECT_EQ(touched, 0u) << "shrink wrote v outside the segments' ranks";
+
+  // Expand from the device's v as it is (NaN wherever no segment defines it).
+  std::vector<float> v_in = from_bf16(v_bits);
+  std::vector<float> y_ref = y0;
+  PagedLoraExpandParams ep{v_in.data() + c.v_shift, v_stride, y_ref.data() + c.y_shift, y_stride,
+                           c.out_dim, c.num_tokens, pool.data(), pe, segs.data(),
+                           static_cast<int32_t>(segs.size())};
+  ASSERT_TRUE(lora_expand_paged_ref(ep).ok());
+  PagedLoraExpandBf16Params dep;
+  dep.v = dv.p + c.v_shift;
+  dep.v_stride = v_stride;
+  dep.y = dy.p + c.y_shift;
+  dep.y_stride = y_stride;
+  dep.out_dim = c.out_dim;
+  dep.num_tokens = c.num_tokens;
+  dep.pool = dpool.p;
+  dep.page_elems = pe;
+  dep.segments = dseg.p;
+  dep.page_ids = dpages.p;
+  dep.num_segments = static_cast<int32_t>(dsegs.size());
+  dep.max_rank = max_rank;
+  ASSERT_TRUE(launch_lora_expand_paged_bf16(dep, nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  // The whole buffer: padding columns, rows without a segment and the
+  // elements before the shifted base must come back unchanged.
+  expect_close(from_bf16(dy.host()), y_ref, 2e-2f, 1e-2f, 1e-2, "lora_expand_bf16 (general)");
+}
+
+// Ranks cycling through `choices`, shuffled, one per adapter.
+std::vector<int32_t> mixed_ranks(int n, const std::vector<int32_t>& choices, uint32_t seed) {
+  std::vector<int32_t> r(n);
+  for (int i = 0; i < n; ++i) r[i] = choices[i % choices.size()];
+  std::mt19937 rng(seed);
+  std::shuffle(r.begin(), r.end(), rng);
+  return r;
+}
+
+// The benchmark's decode shapes: every token its own segment and adapter,
+// hidden 4096, ranks 8..64 mixed, aligned offsets (the vector path, phase 0).
+TEST(GpuBf16LoraPaged, DecodeShapesEachTokenItsOwnAdapter) {
+  SKIP_WITHOUT_GPU();
+  uint32_t seed = 2000;
+  const std::vector<int32_t> r4 = {8, 16, 32, 64};
+  LoraCase c;
+  c.ranks = {16};  // batch 1: one row per shrink block
+  run_lora_general(c, seed++);
+  c.num_tokens = 5;
+  c.ranks = {8, 16, 32, 64, 8};
+  run_lora_general(c, seed++);
+  // Rows straddle pages (at multiples of 8), every 5th token without adapter.
+  c.num_tokens = 64;
+  c.ranks = mixed_ranks(64, r4, seed);
+  c.page_elems = 4096 * 5 + 8;
+  c.gaps = true;
+  run_lora_general(c, seed++);
+  c.num_tokens = 256;
+  c.out_dim = 1024;
+  c.ranks = mixed_ranks(256, r4, seed);
+  c.page_elems = 65536;
+  c.gaps = false;
+  run_lora_general(c, seed++);
+}
+
+// Odd offsets (every phase), strides and base pointers; pages that are a
+// multiple of 8 and longer than a row (vector path with a phase), not a
+// multiple of 8 (generic path), shorter than a row (generic path, vector
+// loads where aligned). Ranks up to 128.
+TEST(GpuBf16LoraPaged, DecodeMisalignedOffsetsStridesAndPages) {
+  SKIP_WITHOUT_GPU();
+  uint32_t seed = 3000;
+  const std::vector<int32_t> r5 = {8, 16, 32, 64, 128};
+  LoraCase c;
+  c.num_tokens = 33;
+  c.out_dim = 1024;
+  c.ranks = mixed_ranks(33, r5, seed);
+  c.aligned_offsets = false;
+  c.page_elems = 8200;
+  run_lora_general(c, seed++);
+  // Misaligned activations: x, y, v strides and bases.
+  c.x_pad = 3;
+  c.y_pad = 5;
+  c.v_stride = 131;
+  c.x_shift = 1;
+  c.y_shift = 3;
+  c.v_shift = 1;
+  c.gaps = true;
+  run_lora_general(c, seed++);
+  // Padded but aligned activations, aligned offsets.
+  c.aligned_offsets = true;
+  c.x_pad = 8;
+  c.y_pad = 16;
+  c.v_stride = 136;
+  c.x_shift = 8;
+  c.y_shift = 24;
+  c.v_shift = 0;
+  run_lora_general(c, seed++);
+  // Generic path: page size not a multiple of 8; then shorter than a row.
+  c.page_elems = 8197;
+  run_lora_general(c, seed++);
+  c.num_tokens = 9;
+  c.ranks = mixed_ranks(9, r5, seed);
+  c.page_elems = 1000;
+  run_lora_general(c, seed++);
+  c.aligned_offsets = false;
+  run_lora_general(c, seed++);
+}
+
+// Long segments (several tokens per block share the weight loads) mixed with
+// short ones and gaps; odd dims; both weight paths; misaligned activations.
+TEST(GpuBf16LoraPaged, PrefillTilesOddDimsAndStrides) {
+  SKIP_WITHOUT_GPU();
+  uint32_t seed = 4000;
+  LoraCase c;
+  c.decode = false;
+  c.ranks = {8, 64, 16, 128, 24, 32};
+  c.num_tokens = 301;
+  c.in_dim = 512;
+  c.out_dim = 768;
+  c.page_elems = 1024;
+  c.aligned_offsets = false;
+  c.x_pad = 1;
+  c.y_shift = 1;
+  c.v_stride = 129;
+  run_lora_general(c, seed++);
+  c.in_dim = 300;  // not a multiple of 8: generic path
+  c.out_dim = 203;
+  c.page_elems = 256;
+  c.x_pad = 0;
+  c.x_shift = 5;
+  c.y_shift = 0;
+  c.y_pad = 3;
+  run_lora_general(c, seed++);
+  c.num_tokens = 64;
+  c.in_dim = 1024;
+  c.out_dim = 512;
+  c.page_elems = 4096;
+  c.aligned_offsets = true;
+  c.x_shift = 0;
+  c.y_pad = 0;
+  c.v_stride = 0;
+  run_lora_general(c, seed++);
+}
+
+// Ranks beyond expand's shared-memory chunk of rows (256) and beyond a
+// shrink block's rows, up to 520.
+TEST(GpuBf16LoraPaged, RanksBeyondSharedMemoryChunk) {
+  SKIP_WITHOUT_GPU();
+  uint32_t seed = 5000;
+  LoraCase c;
+  c.num_tokens = 3;
+  c.in_dim = 256;
+  c.out_dim = 200;
+  c.page_elems = 2048;
+  c.ranks = {300, 520, 8};
+  run_lora_general(c, seed++);
+  c.aligned_offsets = false;
+  c.page_elems = 999;
+  run_lora_general(c, seed++);
+  c.decode = false;
+  c.num_tokens = 40;
+  c.page_elems = 4096;
+  run_lora_general(c, seed++);
+}
+
+// Runs without a GPU too: every rejection happens before any CUDA call.
+TEST(GpuBf16LoraPaged, BadParamsAreInvalidArgument) {
+  static uint16_t fake[64];  // never dereferenced: the launches are refused
+  static PagedLoraSegmentDev fake_seg;
+  static int32_t fake_page;
+  auto shrink = [&] {
+    PagedLoraShrinkBf16Params p;
+    p.x = fake;
+    p.x_stride = 4096;
+    p.v = fake;
+    p.v_stride = 64;
+    p.in_dim = 4096;
+    p.num_tokens = 4;
+    p.pool = fake;
+    p.page_elems = 65536;
+    p.segments = &fake_seg;
+    p.page_ids = &fake_page;
+    p.num_segments = 1;
+    p.max_rank = 64;
+    return p;
+  };
+  auto expand = [&] {
+    PagedLoraExpandBf16Params p;
+    p.v = fake;
+    p.v_stride = 64;
+    p.y = fake;
+    p.y_stride = 4096;
+    p.out_dim = 4096;
+    p.num_tokens = 4;
+    p.pool = fake;
+    p.page_elems = 65536;
+    p.segments = &fake_seg;
+    p.page_ids = &fake_page;
+    p.num_segments = 1;
+    p.max_rank = 64;
+    return p;
+  };
+  const auto bad = StatusCode::kInvalidArgument;
+  auto s = shrink();
+  s.max_rank = 0;
+  EXPECT_EQ(launch_lora_shrink_paged_bf16(s, nullptr).code(), bad);
+  s = shrink();
+  s.max_rank = 65;  // > v_stride
+  EXPECT_EQ(launch_lora_shrink_paged_bf16(s, nullptr).code(), bad);
+  s = shrink();
+  s.v_stride = 9000;
+  s.max_rank = 8193;
+  EXPECT_EQ(launch_lora_shrink_paged_bf16(s, nullptr).code(), bad);
+  s = shrink();
+  s.x_stride = 4095;
+  EXPECT_EQ(launch_lora_shrink_paged_bf16(s, nullptr).code(), bad);
+  s = shrink();
+  s.page_elems = 0;
+  EXPECT_EQ(launch_lora_shrink_paged_bf16(s, nullptr).code(), bad);
+  s = shrink();
+  s.page_ids = nullptr;
+  EXPECT_EQ(launch_lora_shrink_paged_bf16(s, nullptr).code(), bad);
+  s = shrink();
+  s.num_tokens = -1;
+  EXPECT_EQ(launch_lora_shrink_paged_bf16(s, nullptr).code(), bad);
+  s = shrink();
+  s.num_tokens = 0;  // nothing to do
+  EXPECT_TRUE(launch_lora_shrink_paged_bf16(s, nullptr).ok());
+  auto e = expand();
+  e.out_dim = 0;
+  EXPECT_EQ(launch_lora_expand_paged_bf16(e, nullptr).code(), bad);
+  e = expand();
+  e.y_stride = 100;
+  EXPECT_EQ(launch_lora_expand_paged_bf16(e, nullptr).code(), bad);
+  e = expand();
+  e.out_dim = e.y_stride = int64_t{1} << 40;  // more column blocks than a grid holds
+  EXPECT_EQ(launch_lora_expand_paged_bf16(e, nullptr).code(), bad);
+  e = expand();
+  e.pool = nullptr;
+  EXPECT_EQ(launch_lora_expand_paged_bf16(e, nullptr).code(), bad);
+  e = expand();
+  e.max_rank = 128;  // > v_stride
+  EXPECT_EQ(launch_lora_expand_paged_bf16(e, nullptr).code(), bad);
+  e = expand();
+  e.num_segments = 0;  // nothing to do
+  EXPECT_TRUE(launch_lora_expand_paged_bf16(e, nullptr).ok());
 }
 
 TEST(GpuBf16Launch, BadParamsAreStatusNotCrash) {
