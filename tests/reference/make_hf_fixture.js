@@ -187,7 +187,11 @@ async function main() {
   console.log(`wrote ${cases.length} cases for ${Object.keys(files).length} tokenizers to ${out}`);
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+module.exports = { SAMPLE };
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
