@@ -12,6 +12,7 @@
 #include "engine/safetensors.h"
 #include "kernels/attention/attention.h"
 #include "kernels/embedding/embedding.h"
+#include "engine/step_plan.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/lora/lora_paged.h"
 #include "kernels/rmsnorm/rmsnorm.h"
@@ -95,17 +96,7 @@ class CpuBackend final : public Backend {
   }
 
   Status begin_step(const StepPlan& plan) override {
-    const size_t n = plan.token_ids.size();
-    if (plan.positions.size() != n || plan.token_seq.size() != n) {
-      return invalid_argument("step plan: token arrays differ in length");
-    }
-    if (plan.kv_block_indptr.size() != static_cast<size_t>(plan.num_seqs) + 1) {
-      return invalid_argument("step plan: kv_block_indptr must have num_seqs + 1 entries");
-    }
-    if (plan.sampling.size() != plan.sample_rows.size() ||
-        plan.sample_steps.size() != plan.sample_rows.size()) {
-      return invalid_argument("step plan: sampling arrays differ in length");
-    }
+    LS_RETURN_IF_ERROR(validate_step_plan(plan, info_.num_layers, geom_));
     plan_ = &plan;
     return ok_status();
   }

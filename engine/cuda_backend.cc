@@ -39,6 +39,7 @@
 #include "common/cuda_check.h"
 #include "engine/backend.h"
 #include "engine/safetensors.h"
+#include "engine/step_plan.h"
 #include "kernels/attention/attention.h"
 #include "kernels/embedding/embedding.h"
 #include "kernels/lora/lora_paged.h"
@@ -248,7 +249,7 @@ class CudaBackend final : public Backend {
 
   Status begin_step(const StepPlan& plan) override {
     if (pool_ == nullptr) return failed_precondition("cuda backend: not initialised");
-    LS_RETURN_IF_ERROR(validate_plan(plan));
+    LS_RETURN_IF_ERROR(validate_step_plan(plan, info_.num_layers, geom_));
     // The previous step's work must be done before its staging is reused.
     LS_CUDA_CHECK(cudaStreamSynchronize(compute_));
     lora_off_ = 0;
@@ -677,57 +678,6 @@ class CudaBackend final : public Backend {
     lora_cap_ = bytes;
     lora_off_ = 0;
     page_list_cache_.clear();
-    return ok_status();
-  }
-
-  // Everything the kernels will trust, checked once per step on the host.
-  Status validate_plan(const StepPlan& plan) const {
-    const size_t n = plan.token_ids.size();
-    if (plan.positions.size() != n || plan.token_seq.size() != n) {
-      return invalid_argument("step plan: token arrays differ in length");
-    }
-    if (n > static_cast<size_t>(INT32_MAX)) return invalid_argument("step plan: too many tokens");
-    if (plan.num_seqs < 0 || plan.kv_block_indptr.size() != static_cast<size_t>(plan.num_seqs) + 1) {
-      return invalid_argument("step plan: kv_block_indptr must have num_seqs + 1 entries");
-    }
-    if (plan.sampling.size() != plan.sample_rows.size() ||
-        plan.sample_steps.size() != plan.sample_rows.size()) {
-      return invalid_argument("step plan: sampling arrays differ in length");
-    }
-    const int64_t layers = info_.num_layers;
-    if (plan.kv_block_indptr[0] < 0) return invalid_argument("step plan: negative kv_block_indptr");
-    for (int32_t s = 0; s < plan.num_seqs; ++s) {
-      if (plan.kv_block_indptr[s + 1] < plan.kv_block_indptr[s]) {
-        return invalid_argument("step plan: kv_block_indptr decreases");
-      }
-    }
-    if (static_cast<int64_t>(plan.kv_block_indptr[plan.num_seqs]) * layers >
-        static_cast<int64_t>(plan.kv_page_ids.size())) {
-      return invalid_argument("step plan: kv_page_ids shorter than the block table");
-    }
-    for (int32_t id : plan.kv_page_ids) {
-      if (id < 0 || id >= geom_.num_pages) return invalid_argument("step plan: KV page id outside the pool");
-    }
-    for (size_t t = 0; t < n; ++t) {
-      const int32_t s = plan.token_seq[t];
-      const int32_t pos = plan.positions[t];
-      if (s < 0 || s >= plan.num_seqs) {
-        return invalid_argument("step plan: token " + std::to_string(t) + " names sequence " +
-                                std::to_string(s) + " outside [0, " +
-                                std::to_string(plan.num_seqs) + ")");
-      }
-      if (pos < 0) return invalid_argument("step plan: negative position");
-      const int64_t cap = static_cast<int64_t>(plan.kv_block_indptr[s + 1] - plan.kv_block_indptr[s]) *
-                          geom_.kv_page_tokens;
-      if (pos >= cap) {
-        return out_of_range("step plan: token " + std::to_string(t) + " at position " +
-                            std::to_string(pos) + " is beyond the " + std::to_string(cap) +
-                            " tokens its sequence owns");
-      }
-    }
-    for (int32_t r : plan.sample_rows) {
-      if (r < 0 || static_cast<size_t>(r) >= n) return invalid_argument("step plan: sample row out of range");
-    }
     return ok_status();
   }
 

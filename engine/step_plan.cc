@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <string>
 
 namespace loraserve {
 
@@ -41,6 +42,56 @@ BuiltPlan build_step_plan(const std::vector<PlanEntry>& entries) {
     }
   }
   return out;
+}
+
+Status validate_step_plan(const StepPlan& plan, int64_t num_layers, const PoolGeometry& pool) {
+  const size_t n = plan.token_ids.size();
+  if (plan.positions.size() != n || plan.token_seq.size() != n) {
+    return invalid_argument("step plan: token arrays differ in length");
+  }
+  if (n > static_cast<size_t>(INT32_MAX)) return invalid_argument("step plan: too many tokens");
+  if (plan.num_seqs < 0 || plan.kv_block_indptr.size() != static_cast<size_t>(plan.num_seqs) + 1) {
+    return invalid_argument("step plan: kv_block_indptr must have num_seqs + 1 entries");
+  }
+  if (plan.sampling.size() != plan.sample_rows.size() ||
+      plan.sample_steps.size() != plan.sample_rows.size()) {
+    return invalid_argument("step plan: sampling arrays differ in length");
+  }
+  const int64_t layers = num_layers;
+  if (plan.kv_block_indptr[0] < 0) return invalid_argument("step plan: negative kv_block_indptr");
+  for (int32_t s = 0; s < plan.num_seqs; ++s) {
+    if (plan.kv_block_indptr[s + 1] < plan.kv_block_indptr[s]) {
+      return invalid_argument("step plan: kv_block_indptr decreases");
+    }
+  }
+  if (static_cast<int64_t>(plan.kv_block_indptr[plan.num_seqs]) * layers >
+      static_cast<int64_t>(plan.kv_page_ids.size())) {
+    return invalid_argument("step plan: kv_page_ids shorter than the block table");
+  }
+  for (int32_t id : plan.kv_page_ids) {
+    if (id < 0 || id >= pool.num_pages) return invalid_argument("step plan: KV page id outside the pool");
+  }
+  for (size_t t = 0; t < n; ++t) {
+    const int32_t s = plan.token_seq[t];
+    const int32_t pos = plan.positions[t];
+    if (s < 0 || s >= plan.num_seqs) {
+      return invalid_argument("step plan: token " + std::to_string(t) + " names sequence " +
+                              std::to_string(s) + " outside [0, " +
+                              std::to_string(plan.num_seqs) + ")");
+    }
+    if (pos < 0) return invalid_argument("step plan: negative position");
+    const int64_t cap = static_cast<int64_t>(plan.kv_block_indptr[s + 1] - plan.kv_block_indptr[s]) *
+                        pool.kv_page_tokens;
+    if (pos >= cap) {
+      return out_of_range("step plan: token " + std::to_string(t) + " at position " +
+                          std::to_string(pos) + " is beyond the " + std::to_string(cap) +
+                          " tokens its sequence owns");
+    }
+  }
+  for (int32_t r : plan.sample_rows) {
+    if (r < 0 || static_cast<size_t>(r) >= n) return invalid_argument("step plan: sample row out of range");
+  }
+  return ok_status();
 }
 
 }  // namespace loraserve

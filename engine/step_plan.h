@@ -42,4 +42,10 @@ struct BuiltPlan {
 // page table fields are left for the caller (they come from memory/).
 BuiltPlan build_step_plan(const std::vector<PlanEntry>& entries);
 
+// Everything the kernels trust in a plan, checked once per step on the host
+// by every backend: array lengths agree, sequences and sample rows are in
+// range, block tables are monotonic and name pool pages, and every token's
+// position lies inside the blocks its sequence owns.
+Status validate_step_plan(const StepPlan& plan, int64_t num_layers, const PoolGeometry& pool);
+
 }  // namespace loraserve

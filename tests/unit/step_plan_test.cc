@@ -33,3 +33,58 @@ TEST(StepPlan, GroupsByAdapterAndFlattensTokens) {
 
 }  // namespace
 }  // namespace loraserve
+
+namespace loraserve {
+namespace {
+
+// Two sequences, 2 layers, 4-token pages: seq 0 owns blocks {0,1} (pages
+// 0..3), seq 1 owns block {2} (pages 4,5). Valid as built; each mutation
+// names what it broke.
+StepPlan valid_plan() {
+  StepPlan p;
+  p.token_ids = {10, 11, 12};
+  p.positions = {6, 7, 3};
+  p.token_seq = {0, 0, 1};
+  p.num_seqs = 2;
+  p.kv_block_indptr = {0, 2, 3};
+  p.kv_page_ids = {0, 1, 2, 3, 4, 5};
+  p.sample_rows = {1, 2};
+  p.sampling.resize(2);
+  p.sample_steps = {0, 0};
+  return p;
+}
+
+TEST(StepPlan, ValidateRejectsWhatTheKernelsWouldTrust) {
+  PoolGeometry pool;
+  pool.num_pages = 6;
+  pool.page_bytes = 4096;
+  pool.kv_page_tokens = 4;
+  EXPECT_TRUE(validate_step_plan(valid_plan(), 2, pool).ok());
+  struct Case {
+    const char* what;
+    void (*mutate)(StepPlan*);
+    const char* message;
+  };
+  const Case cases[] = {
+      {"positions shorter", [](StepPlan* p) { p->positions.pop_back(); }, "differ in length"},
+      {"indptr short", [](StepPlan* p) { p->kv_block_indptr.pop_back(); }, "num_seqs + 1"},
+      {"indptr decreases", [](StepPlan* p) { p->kv_block_indptr = {0, 2, 1}; }, "decreases"},
+      {"pages short", [](StepPlan* p) { p->kv_page_ids.pop_back(); }, "shorter than the block table"},
+      {"page outside", [](StepPlan* p) { p->kv_page_ids[3] = 6; }, "outside the pool"},
+      {"sequence outside", [](StepPlan* p) { p->token_seq[2] = 2; }, "names sequence 2"},
+      {"negative position", [](StepPlan* p) { p->positions[0] = -1; }, "negative position"},
+      {"beyond its blocks", [](StepPlan* p) { p->positions[2] = 4; }, "beyond the 4 tokens"},
+      {"sample row outside", [](StepPlan* p) { p->sample_rows[1] = 3; }, "sample row out of range"},
+      {"sampling short", [](StepPlan* p) { p->sample_steps.pop_back(); }, "sampling arrays"},
+  };
+  for (const Case& c : cases) {
+    StepPlan p = valid_plan();
+    c.mutate(&p);
+    const Status s = validate_step_plan(p, 2, pool);
+    EXPECT_FALSE(s.ok()) << c.what;
+    EXPECT_NE(s.message().find(c.message), std::string::npos) << c.what << ": " << s;
+  }
+}
+
+}  // namespace
+}  // namespace loraserve
