@@ -20,6 +20,7 @@
 #include "engine/model_weights.h"
 #include "engine/synth.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/support/mixed_adapters.h"
 
 namespace loraserve {
 namespace {
@@ -51,21 +52,7 @@ class CudaEngineTest : public ::testing::Test {
     char tmpl[] = "/tmp/loraserve-cuda-engine-test-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    auto preset = synth_preset("tiny");
-    ASSERT_TRUE(preset.ok()) << preset.status();
-    SynthOptions attn;
-    attn.config = *preset;
-    attn.seed = 11;
-    attn.num_adapters = 4;
-    attn.ranks = {8, 16, 32, 64};
-    ASSERT_TRUE(synth_write(attn, dir_ + "/attn").ok());
-    SynthOptions mlp = attn;
-    mlp.seed = 12;
-    mlp.num_adapters = 2;
-    mlp.ranks = {4, 24};
-    mlp.targets = {"q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"};
-    mlp.write_model = false;
-    ASSERT_TRUE(synth_write(mlp, dir_ + "/mlp").ok());
+    ASSERT_TRUE(testing_util::write_mixed_adapters_fixture(dir_).ok());
   }
   static void TearDownTestSuite() {
     if (!dir_.empty()) fs::remove_all(dir_);
@@ -80,19 +67,10 @@ class CudaEngineTest : public ::testing::Test {
     return e.ok() ? std::move(*e) : nullptr;
   }
 
-  std::vector<std::string> load_adapters(Engine& engine, const ModelWeights& w) {
-    std::vector<std::string> ids;
-    for (const char* rel : {"attn/adapters/adapter-000", "attn/adapters/adapter-001",
-                            "attn/adapters/adapter-002", "attn/adapters/adapter-003",
-                            "mlp/adapters/adapter-000", "mlp/adapters/adapter-001"}) {
-      auto a = LoraAdapter::load_dir(dir_ + "/" + rel, w.config());
-      EXPECT_TRUE(a.ok()) << rel << ": " << a.status();
-      if (!a.ok()) return {};
-      Status s = engine.register_adapter(rel, **a);
-      EXPECT_TRUE(s.ok()) << s;
-      ids.push_back(rel);
-    }
-    return ids;
+  std::vector<std::string> load_adapters(Engine& engine) {
+    auto ids = testing_util::register_mixed_adapters(engine, dir_);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? *ids : std::vector<std::string>{};
   }
 
   static std::string dir_;
@@ -100,8 +78,9 @@ class CudaEngineTest : public ::testing::Test {
 
 std::string CudaEngineTest::dir_;
 
+// The shared mixed batch plus two long prompts (several KV pages; one chunked).
 std::vector<GenerationRequest> mixed_requests(const std::vector<std::string>& ids) {
-  std::vector<GenerationRequest> reqs;
+  std::vector<GenerationRequest> reqs = testing_util::mixed_requests(ids);
   auto add = [&](const std::string& id, std::vector<int32_t> prompt, int32_t n, int32_t join,
                  int32_t chunk) {
     GenerationRequest r;
@@ -113,15 +92,6 @@ std::vector<GenerationRequest> mixed_requests(const std::vector<std::string>& id
     r.want_logits = true;
     reqs.push_back(r);
   };
-  add("", {1, 17, 300, 42, 9}, 12, 0, 0);
-  add(ids[0], {1, 17, 300, 42, 9}, 10, 0, 0);
-  add(ids[1], {5, 6, 7, 8, 9, 10, 11, 12, 13}, 8, 2, 4);
-  add(ids[2], {900, 3}, 15, 1, 0);
-  add(ids[3], {77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93}, 6, 3, 5);
-  add(ids[4], {2, 4, 8, 16, 32, 64, 128}, 9, 0, 0);
-  add("", {1000, 1001, 1002}, 7, 4, 0);
-  add(ids[5], {10, 20, 30, 40}, 11, 1, 2);
-  add(ids[1], {12, 13}, 5, 0, 0);
   std::vector<int32_t> long_prompt;
   for (int i = 0; i < 70; ++i) long_prompt.push_back((i * 37 + 5) % 1000);
   add(ids[2], long_prompt, 8, 0, 0);   // several KV pages
@@ -137,8 +107,8 @@ TEST_F(CudaEngineTest, GreedyTokensAndLogitsMatchCpu) {
   auto gpu = make_engine("cuda", **w);
   ASSERT_NE(cpu, nullptr);
   ASSERT_NE(gpu, nullptr);
-  const auto ids_cpu = load_adapters(*cpu, **w);
-  const auto ids_gpu = load_adapters(*gpu, **w);
+  const auto ids_cpu = load_adapters(*cpu);
+  const auto ids_gpu = load_adapters(*gpu);
   ASSERT_EQ(ids_cpu.size(), 6u);
   ASSERT_EQ(ids_gpu, ids_cpu);
   const auto reqs = mixed_requests(ids_cpu);

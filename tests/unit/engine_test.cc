@@ -14,6 +14,7 @@
 #include "engine/lora_adapter.h"
 #include "engine/model_weights.h"
 #include "engine/synth.h"
+#include "tests/support/mixed_adapters.h"
 
 namespace loraserve {
 namespace {
@@ -26,21 +27,7 @@ class EngineTest : public ::testing::Test {
     char tmpl[] = "/tmp/loraserve-engine-test-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    auto preset = synth_preset("tiny");
-    ASSERT_TRUE(preset.ok()) << preset.status();
-    SynthOptions attn;
-    attn.config = *preset;
-    attn.seed = 11;
-    attn.num_adapters = 4;
-    attn.ranks = {8, 16, 32, 64};
-    ASSERT_TRUE(synth_write(attn, dir_ + "/attn").ok());
-    SynthOptions mlp = attn;
-    mlp.seed = 12;
-    mlp.num_adapters = 2;
-    mlp.ranks = {4, 24};
-    mlp.targets = {"q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"};
-    mlp.write_model = false;
-    ASSERT_TRUE(synth_write(mlp, dir_ + "/mlp").ok());
+    ASSERT_TRUE(testing_util::write_mixed_adapters_fixture(dir_).ok());
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
@@ -58,18 +45,9 @@ class EngineTest : public ::testing::Test {
 
   // Registers the adapters with `engine` in a fixed order; returns their ids.
   std::vector<std::string> load_adapters(Engine& engine) {
-    std::vector<std::string> slots;
-    for (const char* rel : {"attn/adapters/adapter-000", "attn/adapters/adapter-001",
-                                   "attn/adapters/adapter-002", "attn/adapters/adapter-003",
-                                   "mlp/adapters/adapter-000", "mlp/adapters/adapter-001"}) {
-      auto a = LoraAdapter::load_dir(dir_ + "/" + rel, weights_->config());
-      EXPECT_TRUE(a.ok()) << rel << ": " << a.status();
-      if (!a.ok()) return {};
-      Status s = engine.register_adapter(rel, **a);
-      EXPECT_TRUE(s.ok()) << s;
-      slots.push_back(rel);
-    }
-    return slots;
+    auto ids = testing_util::register_mixed_adapters(engine, dir_);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? *ids : std::vector<std::string>{};
   }
 
   static std::string dir_;
@@ -78,29 +56,7 @@ class EngineTest : public ::testing::Test {
 
 std::string EngineTest::dir_;
 
-std::vector<GenerationRequest> mixed_requests(const std::vector<std::string>& slots) {
-  std::vector<GenerationRequest> reqs;
-  auto add = [&](const std::string& slot, std::vector<int32_t> prompt, int32_t n, int32_t join, int32_t chunk) {
-    GenerationRequest r;
-    r.adapter_id = slot;
-    r.prompt = std::move(prompt);
-    r.max_new_tokens = n;
-    r.join_step = join;
-    r.prefill_chunk = chunk;
-    r.want_logits = true;
-    reqs.push_back(r);
-  };
-  add("", {1, 17, 300, 42, 9}, 12, 0, 0);
-  add(slots[0], {1, 17, 300, 42, 9}, 10, 0, 0);        // same prompt as base, rank 8
-  add(slots[1], {5, 6, 7, 8, 9, 10, 11, 12, 13}, 8, 2, 4);  // joins later, chunked prefill
-  add(slots[2], {900, 3}, 15, 1, 0);
-  add(slots[3], {77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93}, 6, 3, 5);
-  add(slots[4], {2, 4, 8, 16, 32, 64, 128}, 9, 0, 0);   // MLP-targeting adapter
-  add("", {1000, 1001, 1002}, 7, 4, 0);
-  add(slots[5], {10, 20, 30, 40}, 11, 1, 2);
-  add(slots[1], {12, 13}, 5, 0, 0);                     // two requests share an adapter
-  return reqs;
-}
+using testing_util::mixed_requests;
 
 TEST_F(EngineTest, MixedBatchMatchesEachRequestAlone) {
   auto together = make_engine();
