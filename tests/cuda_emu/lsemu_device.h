@@ -49,6 +49,11 @@ enum WarpOp : int {
   kVoteBallot,
   kVoteAny,
   kVoteAll,
+  // Every lane of the group must be here with the same `bits` (lsemu_wmma.h's
+  // convergence check). Result: 0 if so; otherwise bit 63 | the first other
+  // lane q (bits 0-7) | q's WarpOp (bits 8-15) | the top byte of q's bits
+  // (bits 16-23).
+  kWarpUniform,
 };
 enum BarrierOp : int { kBarPlain = 0, kBarCount, kBarAnd, kBarOr };
 // Block barrier over the block's non-exited threads; returns the reduction

@@ -169,7 +169,7 @@ class Engine {
     w.val[lane] = bits;
     w.src[lane] = shuffle_source(op, lane, arg, width);
     w.waiting |= 1u << lane;
-    if (op >= kVoteBallot) w.voting |= 1u << lane;
+    if (op >= kVoteBallot && op <= kVoteAll) w.voting |= 1u << lane;
     clear_runnable(me);
     const uint32_t group = w.mask[lane] & w.live;
     if ((group & ~w.waiting) == 0) {
@@ -308,6 +308,7 @@ class Engine {
         case kVoteAny: w.res[q] = ballot != 0; break;
         case kVoteAll: w.res[q] = (ballot & group) == group; break;
         case kWarpSync: w.res[q] = 0; break;
+        case kWarpUniform: w.res[q] = uniformity(w, group, q); break;
         default: {
           const int s = w.src[q];
           w.res[q] = (s >= 0 && ((group >> s) & 1u)) ? w.val[s] : w.val[q];
@@ -315,6 +316,18 @@ class Engine {
       }
     }
     runnable_[base >> 6] |= static_cast<uint64_t>(group) << (base & 63);
+  }
+
+  // kWarpUniform: is every lane of `group` at a kWarpUniform with q's value?
+  static uint64_t uniformity(const WarpState& w, uint32_t group, int q) {
+    for (uint32_t g = group; g; g &= g - 1) {
+      const int o = __builtin_ctz(g);
+      if (w.op[o] != kWarpUniform || w.val[o] != w.val[q]) {
+        return (1ull << 63) | static_cast<uint64_t>(o) |
+               (static_cast<uint64_t>(w.op[o] & 0xff) << 8) | ((w.val[o] >> 56) << 16);
+      }
+    }
+    return 0;
   }
 
   void recheck_warp(WarpState& w, int base) {
@@ -446,7 +459,8 @@ uint64_t warp_op(unsigned mask, int op, uint64_t bits, int arg, int width) {
     case kVoteBallot:
     case kVoteAny:
     case kVoteAll: return bits != 0;
-    case kWarpSync: return 0;
+    case kWarpSync:
+    case kWarpUniform: return 0;
     default: return bits;
   }
 }
