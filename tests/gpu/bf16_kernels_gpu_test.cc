@@ -144,12 +144,14 @@ struct AttnCase {
   int32_t max_chunk = 1;         // for kChunksShuffled
   bool in_place = false;         // out = q (allowed, as for attention_ref): a token
                                  // computed twice would read its own output as q
+  int64_t stride_pad = 24;       // page stride - 2 * page_tokens * kv_dim (not a multiple
+                                 // of 8: K/V rows lose 16-byte alignment, scalar loads)
 };
 
 void run_attention_case(const AttnCase& c, uint32_t seed) {
   const int32_t num_layers = 3, layer = 1;
   const int32_t kv_dim = static_cast<int32_t>(c.nkv * c.hd);
-  const int64_t stride = 2ll * c.page_tokens * kv_dim + 24;  // padded on purpose
+  const int64_t stride = 2ll * c.page_tokens * kv_dim + c.stride_pad;  // padded on purpose
   const int32_t num_seqs = static_cast<int32_t>(c.lengths.size());
   std::vector<int32_t> indptr(num_seqs + 1, 0);
   for (int32_t s = 0; s < num_seqs; ++s) {
@@ -297,6 +299,35 @@ TEST(GpuBf16Attention, TiledPrefillRunsAcrossWindowsSequencesAndGroups) {
   // Starts and ends with a 2-token run; the shuffled batch has runs of every length.
   run_attention_case({16, 8, 2, 64, {12, 50, 4, 130, 31}, {2, 50, 1, 97, 2}, AttnOrder::kInOrder, 1, true}, 740);
   run_attention_case({5, 4, 4, 96, {90, 44, 3}, {90, 30, 3}, AttnOrder::kChunksShuffled, 4, true}, 750);
+}
+
+// Every tile configuration. head_dim % 16 == 0 runs on tensor cores (WMMA
+// tiles of 16 rows x 16 keys / head elements; R = 128 for D = head_dim
+// rounded up to 32 <= 64, 80 for 96, 64 for 128, 48 for 160, 32 above);
+// other head_dims on the SIMT tiles. The WMMA cases above cover D 64, 96
+// (head_dim 80: column tiles past head_dim skipped), 128 and 256; these add
+// D 32, 160, 192, 224, head_dim 48 (3 of 4 column tiles), a group of 3
+// (strips that end mid-token), K/V rows that are not 16-byte aligned (a page
+// stride that is not a multiple of 8: scalar loads), and SIMT tiles of D 96,
+// 128 and 224.
+TEST(GpuBf16Attention, TiledPrefillEveryTileConfig) {
+  SKIP_WITHOUT_GPU();
+  // WMMA. head_dim 16 (D 32, R 128, W 64 with group 2): one key tile of
+  // head elements, 140-token prefill (5 key blocks, the last one partial).
+  run_attention_case({16, 8, 4, 16, {140, 9}, {140, 1}}, 760);
+  // head_dim 48, group 3, page 8: a chunk from position 20 and a prefill.
+  run_attention_case({8, 6, 2, 48, {95, 30}, {75, 30}}, 770);
+  // head_dim 160 (R 48), 192 (R 32, MHA), 224 (R 32, group 3).
+  run_attention_case({16, 4, 2, 160, {70, 5}, {70, 1}}, 780);
+  run_attention_case({16, 4, 4, 192, {50}, {50}}, 790);
+  run_attention_case({16, 3, 1, 224, {45, 20}, {45, 19}}, 800);
+  // Unaligned K/V rows: head_dim 128 and 64 with a page stride of 2 page_tokens kv_dim + 3.
+  run_attention_case({5, 8, 2, 128, {90, 40}, {90, 40}, AttnOrder::kInOrder, 1, false, 3}, 810);
+  run_attention_case({16, 4, 4, 64, {60, 7}, {33, 7}, AttnOrder::kChunksShuffled, 5, true, 3}, 820);
+  // SIMT: head_dim 72 (D 96), 120 (D 128), 200 (D 224).
+  run_attention_case({16, 4, 1, 72, {60}, {60}}, 830);
+  run_attention_case({16, 4, 2, 120, {70, 2}, {70, 1}}, 840);
+  run_attention_case({8, 2, 1, 200, {40, 3}, {40, 1}}, 850);
 }
 
 // ---- paged LoRA ----
