@@ -266,6 +266,46 @@ __device__ __forceinline__ float2 ld_bf16x2(const uint16_t* p) {
   return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
 }
 
+// A tile block's window of token indices [w0, w1) with one neighbour each
+// side in shared memory, cut into pieces: maximal runs of linked tokens
+// (see `linked`). Both tile kernels walk the same pieces with uniform
+// control flow; isolated tokens are the per-token kernel's.
+struct TileWindow {
+  int64_t w0, w1;
+  int32_t* seq;  // [W + 2]: tokens w0 - 1 .. w1 (seq -1 outside the batch)
+  int32_t* pos;
+
+  // Loads the window; contains __syncthreads (call from every thread).
+  __device__ void load(const TileArgs& a, int32_t* s_seq, int32_t* s_pos) {
+    seq = s_seq;
+    pos = s_pos;
+    w0 = static_cast<int64_t>(blockIdx.x) * a.window;
+    w1 = min(a.num_tokens, w0 + a.window);
+    for (int64_t i = threadIdx.x; i < w1 - w0 + 2; i += kTileThreads) {
+      const int64_t t = w0 - 1 + i;
+      const bool in = t >= 0 && t < a.num_tokens;
+      seq[i] = in ? a.token_seq[t] : -1;
+      pos[i] = in ? a.positions[t] : 0;
+    }
+    __syncthreads();
+  }
+  // Is batch token t linked to t - 1?
+  __device__ bool link(int64_t t) const {
+    const int64_t i = t - w0 + 1;
+    return linked(seq[i - 1], pos[i - 1], seq[i], pos[i]);
+  }
+  // The piece starting at t0 ends before the returned index; `isolated`
+  // when it is a lone token linked to neither neighbour.
+  __device__ int64_t piece_end(int64_t t0, bool* isolated) const {
+    int64_t t1 = t0 + 1;
+    while (t1 < w1 && link(t1)) ++t1;
+    *isolated = t1 == t0 + 1 && !link(t0) && !link(t0 + 1);
+    return t1;
+  }
+  __device__ int32_t seq_of(int64_t t) const { return seq[t - w0 + 1]; }
+  __device__ int32_t pos_of(int64_t t) const { return pos[t - w0 + 1]; }
+};
+
 template <int D>
 __global__ void __launch_bounds__(kTileThreads) attention_tile_bf16_kernel(TileArgs a) {
   using C = TileCfg<D>;
@@ -296,35 +336,21 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_bf16_kernel(TileA
   const int64_t kv_off = static_cast<int64_t>(kv_head) * hd;
   const PagedKvViewBf16& kv = a.kv;
 
-  // The window and one neighbour each side (seq -1 outside the batch).
-  const int64_t w0 = static_cast<int64_t>(blockIdx.x) * a.window;
-  const int64_t w1 = min(a.num_tokens, w0 + a.window);
-  for (int64_t i = tid; i < w1 - w0 + 2; i += kTileThreads) {
-    const int64_t t = w0 - 1 + i;
-    const bool in = t >= 0 && t < a.num_tokens;
-    s_wseq[i] = in ? a.token_seq[t] : -1;
-    s_wpos[i] = in ? a.positions[t] : 0;
-  }
-  __syncthreads();
-  // Token t of the batch is s_w*[t - w0 + 1]; is t linked to t - 1?
-  auto link = [&](int64_t t) {
-    const int64_t i = t - w0 + 1;
-    return linked(s_wseq[i - 1], s_wpos[i - 1], s_wseq[i], s_wpos[i]);
-  };
+  TileWindow win;
+  win.load(a, s_wseq, s_wpos);
 
   // Every thread walks the same pieces (uniform control flow).
-  for (int64_t t0 = w0; t0 < w1;) {
-    int64_t t1 = t0 + 1;
-    while (t1 < w1 && link(t1)) ++t1;
-    const bool isolated = t1 == t0 + 1 && !link(t0) && !link(t0 + 1);
+  for (int64_t t0 = win.w0; t0 < win.w1;) {
+    bool isolated;
+    const int64_t t1 = win.piece_end(t0, &isolated);
     if (isolated) {  // the per-token kernel's
       t0 = t1;
       continue;
     }
     const int32_t ntok = static_cast<int32_t>(t1 - t0);
     const int32_t nrows = ntok * nh;
-    const int32_t seq = s_wseq[t0 - w0 + 1];
-    const int32_t p0 = s_wpos[t0 - w0 + 1];
+    const int32_t seq = win.seq_of(t0);
+    const int32_t p0 = win.pos_of(t0);
     const int32_t plast = p0 + ntok - 1;
 
     // Q rows (zero past head_dim) and each row's position.
@@ -600,25 +626,12 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_wmma_bf16_kernel(
   const int64_t kv_off = static_cast<int64_t>(kv_head) * hd;
   const PagedKvViewBf16& kv = a.kv;
 
-  // The window and one neighbour each side (seq -1 outside the batch).
-  const int64_t w0 = static_cast<int64_t>(blockIdx.x) * a.window;
-  const int64_t w1 = min(a.num_tokens, w0 + a.window);
-  for (int64_t i = tid; i < w1 - w0 + 2; i += kTileThreads) {
-    const int64_t t = w0 - 1 + i;
-    const bool in = t >= 0 && t < a.num_tokens;
-    s_wseq[i] = in ? a.token_seq[t] : -1;
-    s_wpos[i] = in ? a.positions[t] : 0;
-  }
-  __syncthreads();
-  auto link = [&](int64_t t) {
-    const int64_t i = t - w0 + 1;
-    return linked(s_wseq[i - 1], s_wpos[i - 1], s_wseq[i], s_wpos[i]);
-  };
+  TileWindow win;
+  win.load(a, s_wseq, s_wpos);
 
-  for (int64_t t0 = w0; t0 < w1;) {
-    int64_t t1 = t0 + 1;
-    while (t1 < w1 && link(t1)) ++t1;
-    const bool isolated = t1 == t0 + 1 && !link(t0) && !link(t0 + 1);
+  for (int64_t t0 = win.w0; t0 < win.w1;) {
+    bool isolated;
+    const int64_t t1 = win.piece_end(t0, &isolated);
     if (isolated) {
       t0 = t1;
       continue;
@@ -626,8 +639,8 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_wmma_bf16_kernel(
     const int32_t ntok = static_cast<int32_t>(t1 - t0);
     const int32_t nrows = ntok * nh;
     const int nstrips = (nrows + 15) / 16;
-    const int32_t seq = s_wseq[t0 - w0 + 1];
-    const int32_t p0 = s_wpos[t0 - w0 + 1];
+    const int32_t seq = win.seq_of(t0);
+    const int32_t p0 = win.pos_of(t0);
     const int32_t plast = p0 + ntok - 1;
 
     // Q rows 0 .. 16 nstrips - 1 (zero past nrows), elements < head_dim.

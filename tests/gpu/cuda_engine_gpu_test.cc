@@ -81,21 +81,10 @@ std::string CudaEngineTest::dir_;
 // The shared mixed batch plus two long prompts (several KV pages; one chunked).
 std::vector<GenerationRequest> mixed_requests(const std::vector<std::string>& ids) {
   std::vector<GenerationRequest> reqs = testing_util::mixed_requests(ids);
-  auto add = [&](const std::string& id, std::vector<int32_t> prompt, int32_t n, int32_t join,
-                 int32_t chunk) {
-    GenerationRequest r;
-    r.adapter_id = id;
-    r.prompt = std::move(prompt);
-    r.max_new_tokens = n;
-    r.join_step = join;
-    r.prefill_chunk = chunk;
-    r.want_logits = true;
-    reqs.push_back(r);
-  };
   std::vector<int32_t> long_prompt;
   for (int i = 0; i < 70; ++i) long_prompt.push_back((i * 37 + 5) % 1000);
-  add(ids[2], long_prompt, 8, 0, 0);   // several KV pages
-  add(ids[4], long_prompt, 8, 2, 16);  // same prompt, chunked, other adapter
+  testing_util::add_request(&reqs, ids[2], long_prompt, 8, 0, 0);   // several KV pages
+  testing_util::add_request(&reqs, ids[4], long_prompt, 8, 2, 16);  // chunked, other adapter
   return reqs;
 }
 

@@ -52,21 +52,26 @@ inline StatusOr<std::vector<std::string>> register_mixed_adapters(Engine& engine
   return mixed_adapter_dirs();
 }
 
+// Appends a request that keeps its logits: `n` new tokens, joining at step
+// `join`, prefilled in chunks of `chunk` tokens (0: at once).
+inline void add_request(std::vector<GenerationRequest>* reqs, const std::string& id,
+                        std::vector<int32_t> prompt, int32_t n, int32_t join, int32_t chunk) {
+  GenerationRequest r;
+  r.adapter_id = id;
+  r.prompt = std::move(prompt);
+  r.max_new_tokens = n;
+  r.join_step = join;
+  r.prefill_chunk = chunk;
+  r.want_logits = true;
+  reqs->push_back(std::move(r));
+}
+
 // Nine requests over the six adapter ids and the base model: two requests
 // share an adapter, three join late, two prefill in chunks.
 inline std::vector<GenerationRequest> mixed_requests(const std::vector<std::string>& ids) {
   std::vector<GenerationRequest> reqs;
   auto add = [&](const std::string& id, std::vector<int32_t> prompt, int32_t n, int32_t join,
-                 int32_t chunk) {
-    GenerationRequest r;
-    r.adapter_id = id;
-    r.prompt = std::move(prompt);
-    r.max_new_tokens = n;
-    r.join_step = join;
-    r.prefill_chunk = chunk;
-    r.want_logits = true;
-    reqs.push_back(r);
-  };
+                 int32_t chunk) { add_request(&reqs, id, std::move(prompt), n, join, chunk); };
   add("", {1, 17, 300, 42, 9}, 12, 0, 0);
   add(ids[0], {1, 17, 300, 42, 9}, 10, 0, 0);               // same prompt as base, rank 8
   add(ids[1], {5, 6, 7, 8, 9, 10, 11, 12, 13}, 8, 2, 4);    // joins later, chunked prefill
