@@ -8,6 +8,9 @@
 #
 # Stages (one device call runs at most 600 s, so the session may split it):
 #   bash tests/gpu/run_on_device.sh            tests + tiny serve + gpu_bench (1-5)
+#   bash tests/gpu/run_on_device.sh tests      1-4 only (kernel/engine tests, tiny
+#       generate cuda vs cpu, tiny serve + lora-bench); about 2 minutes
+#   bash tests/gpu/run_on_device.sh gpubench   5 only (gpu_bench, up to 400 s)
 #   bash tests/gpu/run_on_device.sh engine7b   engine_bench on a synthetic
 #       Llama-2-7B (bf16, decode batch 1/32/128 base vs one adapter per
 #       sequence, rank 16 q/k/v/o; batch 1 vs roofline; 2048-token prefill).
@@ -120,6 +123,7 @@ if [ "$STAGE" = engine7b ]; then
   exit 0
 fi
 
+if [ "$STAGE" != gpubench ]; then
 # 1. The machine and the bundle.
 {
   nvidia-smi
@@ -193,13 +197,16 @@ fi
 kill "$SERVE_PID" 2>/dev/null
 wait "$SERVE_PID" 2>/dev/null
 tail -5 "$OUT/serve.log" >> "$SUMMARY"
+fi  # stages 1-4
 
+if [ "$STAGE" = all ] || [ "$STAGE" = gpubench ]; then
 # 5. gpu_bench: copy bandwidth, paged SGMV decode shapes vs copy and vs
 #    per-adapter cuBLAS, Llama-2-7B linear-layer decode step and prefill.
 timeout 400 $B gpu_bench > "$OUT/gpu_bench.txt" 2>&1
 note "gpu_bench rc=$?"
 grep -E '^==|^ *[0-9]+ |^ +(batch|variant|base|lora) |ERROR|MISS|not implemented|done' \
   "$OUT/gpu_bench.txt" | head -40 >> "$SUMMARY"
+fi
 
 rm -rf "$W"
 echo "==================== summary ===================="
