@@ -1,24 +1,37 @@
 #include "engine/backend.h"
 
-#ifdef LORASERVE_WITH_CUDA
-#include <cuda_runtime.h>
-#endif
-
 namespace loraserve {
 
 #ifdef LORASERVE_WITH_CUDA
 // engine/cuda_backend.cc: UNAVAILABLE when no CUDA device is present.
 StatusOr<std::unique_ptr<Backend>> create_cuda_backend();
-
-namespace {
-[[maybe_unused]] bool cuda_device_present() {
-  int n = 0;
-  const bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-  if (!ok) cudaGetLastError();  // clear the error for later calls
-  return ok;
-}
-}  // namespace
 #endif
+
+Status validate_backend_geometry(const BackendModelInfo& info, const PoolGeometry& pool,
+                                 size_t elem_bytes, const std::string& who) {
+  if (info.head_dim <= 0 || info.num_kv_heads <= 0 || info.num_q_heads % info.num_kv_heads != 0) {
+    return invalid_argument(who + ": bad head geometry");
+  }
+  if (pool.page_bytes % static_cast<int64_t>(elem_bytes) != 0 || pool.num_pages <= 0 ||
+      pool.kv_page_tokens <= 0) {
+    return invalid_argument(who + ": bad pool geometry");
+  }
+  const int64_t kv_dim = info.num_kv_heads * info.head_dim;
+  if (2 * pool.kv_page_tokens * kv_dim * static_cast<int64_t>(elem_bytes) > pool.page_bytes) {
+    return invalid_argument(who + ": a KV page does not fit in a pool page");
+  }
+  return ok_status();
+}
+
+Status validate_page_write(const PoolGeometry& pool, const std::vector<int32_t>& pages,
+                           size_t bytes) {
+  const size_t page = static_cast<size_t>(pool.page_bytes);
+  if (bytes > pages.size() * page) return invalid_argument("write_pages: too few pages");
+  for (size_t i = 0; i * page < bytes; ++i) {
+    if (pages[i] < 0 || pages[i] >= pool.num_pages) return invalid_argument("write_pages: bad page id");
+  }
+  return ok_status();
+}
 
 StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, double fraction) {
   if (pool_mb < 0) return invalid_argument("--pool-mb must not be negative");
@@ -32,17 +45,13 @@ StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, dou
 }
 
 StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name) {
-  if (name == "cpu") return create_cpu_backend();
+  // The cuda backend compiles everywhere but has not yet passed its GPU
+  // tests on a device (tests/gpu/run_on_device.sh); until it has, "auto"
+  // stays on the reference backend and cuda is opt-in.
+  if (name == "cpu" || name == "auto") return create_cpu_backend();
 #ifdef LORASERVE_WITH_CUDA
-  if (name == "auto") {
-    // The cuda backend compiles everywhere but has not yet passed its GPU
-    // tests on a device (tests/gpu/run_on_device.sh); until it has, "auto"
-    // stays on the reference backend and cuda is opt-in.
-    return create_cpu_backend();
-  }
   if (name == "cuda") return create_cuda_backend();
 #else
-  if (name == "auto") return create_cpu_backend();
   if (name == "cuda") {
     return unimplemented("backend 'cuda': this build has no CUDA (LORASERVE_ENABLE_CUDA=OFF or no nvcc); use --backend cpu");
   }

@@ -146,6 +146,17 @@ class Backend : public PoolWriter {
   virtual Status sample(const Tensor& logits, bool want_logits, SampleResult* out) = 0;
 };
 
+// The checks every backend's init makes: head geometry, a pool of whole
+// `elem_bytes` elements, and a KV page (K and V of kv_page_tokens tokens of
+// one layer) that fits in a pool page. `who` names the backend in messages.
+Status validate_backend_geometry(const BackendModelInfo& info, const PoolGeometry& pool,
+                                 size_t elem_bytes, const std::string& who);
+
+// A write of `bytes` into `pages` (PoolWriter::write_pages), checked before
+// anything is copied: enough pages, and each one inside the pool.
+Status validate_page_write(const PoolGeometry& pool, const std::vector<int32_t>& pages,
+                           size_t bytes);
+
 // Pool size for a command's --pool-mb / --pool-fraction: `pool_mb` MiB
 // when positive, else `fraction` of the backend's available memory.
 StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, double fraction);

@@ -43,16 +43,7 @@ class CpuBackend final : public Backend {
   DType activation_dtype() const override { return DType::kF32; }
 
   Status init(const BackendModelInfo& info, const PoolGeometry& pool) override {
-    if (info.head_dim <= 0 || info.num_kv_heads <= 0 || info.num_q_heads % info.num_kv_heads) {
-      return invalid_argument("cpu backend: bad head geometry");
-    }
-    if (pool.page_bytes % sizeof(float) != 0 || pool.num_pages <= 0) {
-      return invalid_argument("cpu backend: bad pool geometry");
-    }
-    const int64_t kv_dim = info.num_kv_heads * info.head_dim;
-    if (2 * pool.kv_page_tokens * kv_dim * static_cast<int64_t>(sizeof(float)) > pool.page_bytes) {
-      return invalid_argument("cpu backend: a KV page does not fit in a pool page");
-    }
+    LS_RETURN_IF_ERROR(validate_backend_geometry(info, pool, sizeof(float), "cpu backend"));
     info_ = info;
     geom_ = pool;
     std::free(pool_);
@@ -208,11 +199,10 @@ class CpuBackend final : public Backend {
 
   Status write_pages(const std::vector<int32_t>& pages, const void* src, size_t bytes) override {
     if (pool_ == nullptr) return failed_precondition("cpu backend: pool not initialised");
+    LS_RETURN_IF_ERROR(validate_page_write(geom_, pages, bytes));
     const size_t page = static_cast<size_t>(geom_.page_bytes);
-    if (bytes > pages.size() * page) return invalid_argument("write_pages: too few pages");
     const char* from = static_cast<const char*>(src);
     for (size_t i = 0; i * page < bytes; ++i) {
-      if (pages[i] < 0 || pages[i] >= geom_.num_pages) return invalid_argument("write_pages: bad page id");
       std::memcpy(reinterpret_cast<char*>(pool_) + static_cast<size_t>(pages[i]) * page, from + i * page,
                   std::min(page, bytes - i * page));
     }

@@ -102,19 +102,12 @@ class CudaBackend final : public Backend {
 
   Status init(const BackendModelInfo& info, const PoolGeometry& pool) override {
     if (pool_ != nullptr) return failed_precondition("cuda backend: init called twice");
-    if (info.head_dim <= 0 || info.head_dim % 2 != 0 || info.num_kv_heads <= 0 ||
-        info.num_q_heads % info.num_kv_heads != 0 || info.head_dim > 256) {
+    LS_RETURN_IF_ERROR(validate_backend_geometry(info, pool, 2, "cuda backend"));
+    if (info.head_dim % 2 != 0 || info.head_dim > 256) {  // the rope and attention kernels
       return invalid_argument("cuda backend: bad head geometry (head_dim even and <= 256)");
     }
     if (static_cast<int64_t>(info.rope_inv_freq.size()) != info.head_dim / 2) {
       return invalid_argument("cuda backend: rope_inv_freq must have head_dim / 2 entries");
-    }
-    if (pool.page_bytes % 2 != 0 || pool.num_pages <= 0 || pool.kv_page_tokens <= 0) {
-      return invalid_argument("cuda backend: bad pool geometry");
-    }
-    const int64_t kv_dim = info.num_kv_heads * info.head_dim;
-    if (2 * pool.kv_page_tokens * kv_dim * 2 > pool.page_bytes) {
-      return invalid_argument("cuda backend: a KV page does not fit in a pool page");
     }
     info_ = info;
     geom_ = pool;
@@ -152,16 +145,12 @@ class CudaBackend final : public Backend {
     }
     const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
     const int64_t cols = t.shape.back();
+    // bf16 checkpoints go straight from the mapped file to the device.
+    if (t.dtype == DType::kBF16) return upload_bf16(static_cast<const uint16_t*>(t.data), rows, cols);
     const size_t n = static_cast<size_t>(rows * cols);
-    std::vector<uint16_t> host(n);
-    if (t.dtype == DType::kBF16) {
-      std::memcpy(host.data(), t.data, n * sizeof(uint16_t));
-    } else {
-      std::vector<float> f(n);
-      convert_to_f32(t.dtype, t.data, f.data(), n);
-      convert_from_f32(DType::kBF16, f.data(), host.data(), n);
-    }
-    return upload_bf16(host.data(), rows, cols);
+    std::vector<float> f(n);
+    convert_to_f32(t.dtype, t.data, f.data(), n);
+    return upload_f32(f.data(), rows, cols);
   }
 
   StatusOr<Tensor> upload_f32(const float* data, int64_t rows, int64_t cols) override {
@@ -221,12 +210,9 @@ class CudaBackend final : public Backend {
 
   Status write_pages(const std::vector<int32_t>& pages, const void* src, size_t bytes) override {
     if (pool_ == nullptr) return failed_precondition("cuda backend: pool not initialised");
+    LS_RETURN_IF_ERROR(validate_page_write(geom_, pages, bytes));
     const size_t page = static_cast<size_t>(geom_.page_bytes);
-    if (bytes > pages.size() * page) return invalid_argument("write_pages: too few pages");
     const size_t used = (bytes + page - 1) / page;
-    for (size_t i = 0; i < used; ++i) {
-      if (pages[i] < 0 || pages[i] >= geom_.num_pages) return invalid_argument("write_pages: bad page id");
-    }
     // The pages may have been freed by work still queued on the compute stream.
     LS_CUDA_CHECK(cudaEventRecord(compute_mark_, compute_));
     LS_CUDA_CHECK(cudaStreamWaitEvent(copy_, compute_mark_, 0));
@@ -381,28 +367,31 @@ class CudaBackend final : public Backend {
     int32_t max_rank = 0;
     int32_t prev_end = 0;
     size_t new_page_ints = 0;
+    // Runs per layer and module: the message is built only on failure.
+    auto bad = [](size_t i, const std::string& what) {
+      return invalid_argument("cuda lora segment " + std::to_string(i) + ": " + what);
+    };
     for (size_t i = 0; i < segments.size(); ++i) {
       const LoraSegmentRef& s = segments[i];
-      const std::string at = "cuda lora segment " + std::to_string(i);
       if (s.begin < prev_end || s.end < s.begin || s.end > x.rows) {
-        return invalid_argument(at + ": rows overlap, are unsorted or leave the batch");
+        return bad(i, "rows overlap, are unsorted or leave the batch");
       }
       if (s.rank <= 0 || s.rank > scratch.cols) {
-        return invalid_argument(at + ": rank " + std::to_string(s.rank) + " outside [1, " +
-                                std::to_string(scratch.cols) + "]");
+        return bad(i, "rank " + std::to_string(s.rank) + " outside [1, " +
+                          std::to_string(scratch.cols) + "]");
       }
       if (s.page_ids == nullptr || s.num_pages <= 0 || s.a_offset < 0 || s.bt_offset < 0) {
-        return invalid_argument(at + ": missing page table or negative offset");
+        return bad(i, "missing page table or negative offset");
       }
       const int64_t image_elems = static_cast<int64_t>(s.num_pages) * page_elems;
       if (s.a_offset + static_cast<int64_t>(s.rank) * x.cols > image_elems ||
           s.bt_offset + static_cast<int64_t>(s.rank) * y.cols > image_elems) {
-        return invalid_argument(at + ": A or Bt extends past the adapter's pages");
+        return bad(i, "A or Bt extends past the adapter's pages");
       }
       if (page_list_cache_.count({s.page_ids, s.num_pages}) == 0) {
         for (int32_t k = 0; k < s.num_pages; ++k) {
           if (s.page_ids[k] < 0 || s.page_ids[k] >= geom_.num_pages) {
-            return invalid_argument(at + ": page id outside the pool");
+            return bad(i, "page id outside the pool");
           }
         }
         new_page_ints += static_cast<size_t>(s.num_pages);
@@ -429,7 +418,8 @@ class CudaBackend final : public Backend {
     }
     const size_t start = round_up(lora_off_, 16);
     size_t off = start;
-    std::vector<kernels::PagedLoraSegmentDev> devsegs(segments.size());
+    std::vector<kernels::PagedLoraSegmentDev>& devsegs = devsegs_;  // grows once, then reused
+    devsegs.resize(segments.size());
     for (size_t i = 0; i < segments.size(); ++i) {
       const LoraSegmentRef& s = segments[i];
       auto key = std::make_pair(s.page_ids, s.num_pages);
@@ -728,6 +718,7 @@ class CudaBackend final : public Backend {
   size_t lora_off_ = 0;
   // (adapter page list, length) -> index of its copy in the ring, as int32s.
   std::map<std::pair<const int32_t*, int32_t>, int32_t> page_list_cache_;
+  std::vector<kernels::PagedLoraSegmentDev> devsegs_;  // lora()'s staging for one call
 
   uint16_t* logits_h_ = nullptr;
   size_t logits_cap_ = 0;
