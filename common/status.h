@@ -74,7 +74,12 @@ class [[nodiscard]] StatusOr {
  public:
   StatusOr(const Status& status) : status_(status) {  // NOLINT: implicit by design
     assert(!status_.ok() && "StatusOr constructed from an OK status without a value");
-    if (status_.ok()) status_ = internal_error("StatusOr constructed from an OK status without value");
+    if (status_.ok()) {
+      // Not `status_ = internal_error(...)`: nvcc warns that the assignment
+      // discards a [[nodiscard]] Status.
+      Status fallback(StatusCode::kInternal, "StatusOr constructed from an OK status without value");
+      status_ = fallback;
+    }
   }
   StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
 
