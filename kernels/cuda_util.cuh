@@ -65,7 +65,7 @@ __device__ float block_sum(float v) {
 // one silently, so under it every vector access checks its alignment and
 // aborts with a message.
 
-__device__ __forceinline__ bool is_aligned16(const void* p) {
+__host__ __device__ __forceinline__ bool is_aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 

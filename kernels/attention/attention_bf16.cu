@@ -825,7 +825,7 @@ TileArgs tile_args(const AttentionBf16Params& p, int rows) {
   a.heads_per_block = (a.group + a.splits - 1) / a.splits;
   a.window = rows / a.heads_per_block;
   a.scale_log2 = p.scale * 1.4426950408889634f;
-  a.vec8 = reinterpret_cast<uintptr_t>(p.kv.pool) % 16 == 0 && p.kv.page_stride % 8 == 0 &&
+  a.vec8 = cuda::is_aligned16(p.kv.pool) && p.kv.page_stride % 8 == 0 &&
            p.head_dim % 8 == 0;  // then kv_dim, every row and kv head offset are multiples of 8
   a.kv = p.kv;
   return a;
@@ -850,9 +850,11 @@ Status launch_tile_wmma(const AttentionBf16Params& p, cudaStream_t stream) {
   using C = WmmaCfg<D>;
   const TileArgs a = tile_args(p, C::kRows);
   if (C::kSmemBytes > kSmemLimit) {
-    LS_CUDA_CHECK(cudaFuncSetAttribute(attention_tile_wmma_bf16_kernel<D>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(C::kSmemBytes)));
+    // The size is fixed per D: raise the limit once per kernel, not per launch.
+    static const cudaError_t raised = cudaFuncSetAttribute(
+        attention_tile_wmma_bf16_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        static_cast<int>(C::kSmemBytes));
+    LS_CUDA_CHECK(raised);
   }
   LS_LAUNCH(attention_tile_wmma_bf16_kernel<D>, tile_grid(p, a), kTileThreads, C::kSmemBytes, stream)(a);
   LS_CUDA_CHECK_LAUNCH();

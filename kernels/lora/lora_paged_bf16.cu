@@ -512,11 +512,9 @@ Status check_common(const char* op, int64_t num_tokens, int32_t num_segments, in
   return ok_status();
 }
 
-bool host_aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
 // Weights can take the VEC variant (see the file comment).
 bool weights_vec(int64_t dim, const void* pool, int64_t page_elems) {
-  return dim % 8 == 0 && page_elems % 8 == 0 && page_elems >= dim && host_aligned16(pool);
+  return dim % 8 == 0 && page_elems % 8 == 0 && page_elems >= dim && cuda::is_aligned16(pool);
 }
 
 // Tokens per block: several when segments are long on average.

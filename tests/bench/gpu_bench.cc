@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dtype.h"
 #include "engine/synth.h"
 #include "kernels/lora/lora_paged.h"
 
@@ -99,13 +100,6 @@ struct Events {
   }
 };
 
-uint16_t f2bf(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
 // A 32 MiB device block of random bf16 in [-amp, amp] (no zeros, NaN or
 // denormals), tiled over larger buffers by device-to-device copies.
 class Filler {
@@ -117,7 +111,7 @@ class Filler {
     for (auto& v : h) {
       float x = d(rng) * 0.05f;
       if (rng() & 1) x = -x;
-      v = f2bf(x);
+      v = loraserve::f32_to_bf16(x);
     }
     CK(cudaMemcpy(src_.p, h.data(), kBytes, cudaMemcpyHostToDevice));
   }
