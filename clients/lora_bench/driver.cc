@@ -1,3 +1,4 @@
+#include "clients/common/grpc_util.h"
 #include "clients/lora_bench/driver.h"
 
 #include <algorithm>
@@ -26,7 +27,7 @@ class GenerateCall : public grpc::ClientReadReactor<v1::GenerateResponse> {
                         std::chrono::microseconds(
                             static_cast<int64_t>(cfg.request_timeout_s * 1e6)));
     }
-    if (!cfg.api_key.empty()) ctx_.AddMetadata("authorization", "Bearer " + cfg.api_key);
+    clients::add_api_key(&ctx_, cfg.api_key);
     record_.index = spec.index;
     record_.adapter_id = spec.adapter_id;
     record_.prompt_len = static_cast<uint32_t>(spec.prompt_ids.size());

@@ -14,6 +14,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "clients/common/grpc_util.h"
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -93,7 +95,6 @@ class Metrics {
   std::vector<RequestRecord> records_;
 };
 
-// "NOT_FOUND" for grpc::StatusCode::NOT_FOUND.
-const char* status_code_name(grpc::StatusCode code);
+using clients::status_code_name;  // "NOT_FOUND" for grpc::StatusCode::NOT_FOUND
 
 }  // namespace loraserve::bench

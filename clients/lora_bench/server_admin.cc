@@ -1,3 +1,4 @@
+#include "clients/common/grpc_util.h"
 #include "clients/lora_bench/server_admin.h"
 
 #include <google/protobuf/util/json_util.h>
@@ -54,7 +55,7 @@ bool setup_adapters(const BenchConfig& cfg, const std::shared_ptr<grpc::Channel>
       v1::AdapterInfo info;
       grpc::ClientContext ctx;
       set_deadline_s(&ctx, 120);
-      if (!cfg.api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + cfg.api_key);
+      clients::add_api_key(&ctx, cfg.api_key);
       const grpc::Status s = stub->LoadAdapter(&ctx, req, &info);
       if (s.ok()) {
         loaded += 1;
@@ -89,7 +90,7 @@ grpc::Status get_stats(const std::shared_ptr<grpc::Channel>& channel, const std:
   auto stub = v1::LoraServe::NewStub(channel);
   grpc::ClientContext ctx;
   set_deadline_s(&ctx, 10);
-  if (!api_key.empty()) ctx.AddMetadata("authorization", "Bearer " + api_key);
+  clients::add_api_key(&ctx, api_key);
   return stub->GetStats(&ctx, v1::GetStatsRequest(), stats);
 }
 

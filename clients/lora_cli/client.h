@@ -4,6 +4,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "clients/common/grpc_util.h"
+
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
@@ -37,8 +39,7 @@ std::shared_ptr<grpc::Channel> make_channel(const GlobalOptions& opts);
 // key when there is one.
 void set_deadline(const GlobalOptions& opts, grpc::ClientContext* ctx);
 
-// "NOT_FOUND", "UNAVAILABLE", ...
-const char* status_code_name(grpc::StatusCode code);
+using clients::status_code_name;  // "NOT_FOUND", "UNAVAILABLE", ...
 
 // Prints `error: CODE_NAME: message` to stderr and returns kExitError.
 int report_error(const grpc::Status& status);
