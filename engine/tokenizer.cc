@@ -273,9 +273,6 @@ void pre_tokenize(const TokenizerImpl& impl, bool at_start, std::vector<std::str
           }
           break;
         }
-        case PreStep::kDigits:
-          next.push_back(std::move(w));
-          break;
       }
     }
     words->swap(next);
@@ -514,7 +511,6 @@ std::string StreamDecoder::drain(bool final) {
 StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) {
   for (std::string& s : stops) {
     if (s.empty()) continue;
-    max_len_ = std::max(max_len_, s.size());
     stops_.push_back(std::move(s));
   }
 }

@@ -54,7 +54,7 @@ struct NormStep {
 };
 
 struct PreStep {
-  enum Kind { kSplit, kByteLevel, kMetaspace, kDigits } kind;
+  enum Kind { kSplit, kByteLevel, kMetaspace } kind;
   Pattern pattern;  // Split
   SplitBehavior behavior = SplitBehavior::kIsolated;
   bool invert = false;
@@ -64,7 +64,6 @@ struct PreStep {
   std::string replacement;        // Metaspace
   enum Prepend { kAlways, kFirst, kNever } prepend = kAlways;
   bool split = true;              // Metaspace
-  bool individual_digits = false; // Digits
 };
 
 struct AddedToken {

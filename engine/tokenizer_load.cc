@@ -150,8 +150,8 @@ Status parse_pre_tokenizer(const json& j, const std::string& where, std::vector<
   } else if (t == "Digits") {
     // Digits is a Split on numeric characters: one by one or in runs.
     s.kind = PreStep::kSplit;
-    s.individual_digits = get_bool(j, "individual_digits", false);
-    LS_ASSIGN_OR_RETURN(s.pattern.regex, Regex::compile(s.individual_digits ? "\\p{N}" : "\\p{N}+"));
+    const bool one_by_one = get_bool(j, "individual_digits", false);
+    LS_ASSIGN_OR_RETURN(s.pattern.regex, Regex::compile(one_by_one ? "\\p{N}" : "\\p{N}+"));
     s.behavior = SplitBehavior::kIsolated;
   } else {
     return unimplemented(where + ": pre_tokenizer type \"" + t + "\" is not supported");
