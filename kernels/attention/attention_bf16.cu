@@ -389,14 +389,14 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_bf16_kernel(TileA
         uint16_t* vdst = s_v + j * D;
         if (a.vec8) {
           for (int c = lane; c < hd / 8; c += 32) {
-            const uint4 kw = *reinterpret_cast<const uint4*>(krow + 8 * c);
-            const uint4 vw = *reinterpret_cast<const uint4*>(vrow + 8 * c);
+            const uint4 kw = cuda::ld_bf16x8(krow + 8 * c);
+            const uint4 vw = cuda::ld_bf16x8(vrow + 8 * c);
             uint32_t* kd = reinterpret_cast<uint32_t*>(kdst + 8 * c);  // KS even: 4-byte aligned
             kd[0] = kw.x;
             kd[1] = kw.y;
             kd[2] = kw.z;
             kd[3] = kw.w;
-            *reinterpret_cast<uint4*>(vdst + 8 * c) = vw;
+            cuda::st_bf16x8(vdst + 8 * c, vw);
           }
           for (int d = hd + lane; d < D; d += 32) kdst[d] = vdst[d] = 0;
         } else {
