@@ -9,8 +9,8 @@
 
 #include "common/dtype.h"
 #include "common/status.h"
-#include "engine/lora_adapter.h"
-#include "engine/model_config.h"
+#include "checkpoint/lora_adapter.h"
+#include "checkpoint/model_config.h"
 #include "memory/adapter_store.h"
 
 namespace loraserve {

@@ -17,6 +17,7 @@
 
 #include "common/dtype.h"
 #include "common/status.h"
+#include "engine/step_plan.h"
 #include "kernels/sampling/sampling.h"
 #include "memory/adapter_cache.h"
 #include "memory/adapter_store.h"
@@ -49,14 +50,6 @@ struct BackendModelInfo {
   std::vector<float> rope_inv_freq;  // [head_dim / 2]
 };
 
-// Geometry of the unified page pool: `num_pages` pages of `page_bytes`.
-// A KV page of one layer holds `kv_page_tokens` tokens: K rows then V rows.
-struct PoolGeometry {
-  int32_t num_pages = 0;
-  int64_t page_bytes = 0;
-  int32_t kv_page_tokens = 0;
-};
-
 // One segment of token rows that share an adapter, with where that
 // adapter's weights for one (layer, module) sit in the pool: its image
 // pages (host array, image order) and the element offsets of A [rank, in]
@@ -70,21 +63,6 @@ struct LoraSegmentRef {
   int32_t num_pages = 0;
   int64_t a_offset = 0;
   int64_t bt_offset = 0;
-};
-
-// Everything about one forward step that every layer shares. Built on the
-// host by the engine; tokens of one sequence are contiguous and sequences
-// that share an adapter are adjacent (so LoRA segments are contiguous).
-struct StepPlan {
-  std::vector<int32_t> token_ids;   // [T]
-  std::vector<int32_t> positions;   // [T]
-  std::vector<int32_t> token_seq;   // [T] index into this step's sequences
-  int32_t num_seqs = 0;
-  std::vector<int32_t> kv_block_indptr;  // [num_seqs + 1]
-  std::vector<int32_t> kv_page_ids;      // [blocks * num_layers]
-  std::vector<int32_t> sample_rows;      // token rows whose next token is drawn
-  std::vector<kernels::SamplingConfig> sampling;  // [sample_rows.size()]
-  std::vector<uint64_t> sample_steps;             // [sample_rows.size()]
 };
 
 struct SampleResult {

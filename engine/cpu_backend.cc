@@ -9,7 +9,7 @@
 #include <unordered_map>
 
 #include "engine/backend.h"
-#include "engine/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "kernels/attention/attention.h"
 #include "kernels/embedding/embedding.h"
 #include "engine/step_plan.h"

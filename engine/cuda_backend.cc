@@ -38,7 +38,7 @@
 
 #include "common/cuda_check.h"
 #include "engine/backend.h"
-#include "engine/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "engine/step_plan.h"
 #include "kernels/attention/attention.h"
 #include "kernels/embedding/embedding.h"

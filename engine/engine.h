@@ -4,7 +4,8 @@
 //
 // Owns the backend, the uploaded base weights, the PagePool bookkeeping,
 // the KvPageTable, the host AdapterStore and the AdapterCache. Callers (the
-// CLI and tests now, the scheduler later) register adapters by id, start
+// scheduler when serving, scheduler/offline for `loraserve generate` and
+// tests) register adapters by id, start
 // sequences (which pins the sequence's adapter in the pool, swapping it in
 // if needed), then call step() with each sequence's new tokens: a prompt or
 // a chunk of it for prefill, the last sampled token for decode, both kinds
@@ -21,11 +22,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "checkpoint/lora_adapter.h"
+#include "checkpoint/model_config.h"
+#include "checkpoint/model_weights.h"
 #include "common/status.h"
 #include "engine/backend.h"
-#include "engine/lora_adapter.h"
-#include "engine/model_config.h"
-#include "engine/model_weights.h"
 #include "engine/step_plan.h"
 #include "memory/adapter_cache.h"
 #include "memory/adapter_store.h"

@@ -1,13 +1,38 @@
-// Turning a batch of sequence steps into the StepPlan every layer reads.
-// Pure host logic (no backend), so it is unit-tested on its own.
+// The StepPlan every layer of a step reads, how a batch of sequence steps
+// becomes one, and the checks every backend makes on it. Pure host logic (no
+// backend), so it is unit-tested on its own.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "engine/backend.h"
+#include "common/status.h"
+#include "kernels/sampling/sampling.h"
 
 namespace loraserve {
+
+// Geometry of the unified page pool: `num_pages` pages of `page_bytes`.
+// A KV page of one layer holds `kv_page_tokens` tokens: K rows then V rows.
+struct PoolGeometry {
+  int32_t num_pages = 0;
+  int64_t page_bytes = 0;
+  int32_t kv_page_tokens = 0;
+};
+
+// Everything about one forward step that every layer shares. Built on the
+// host by the engine; tokens of one sequence are contiguous and sequences
+// that share an adapter are adjacent (so LoRA segments are contiguous).
+struct StepPlan {
+  std::vector<int32_t> token_ids;   // [T]
+  std::vector<int32_t> positions;   // [T]
+  std::vector<int32_t> token_seq;   // [T] index into this step's sequences
+  int32_t num_seqs = 0;
+  std::vector<int32_t> kv_block_indptr;  // [num_seqs + 1]
+  std::vector<int32_t> kv_page_ids;      // [blocks * num_layers]
+  std::vector<int32_t> sample_rows;      // token rows whose next token is drawn
+  std::vector<kernels::SamplingConfig> sampling;  // [sample_rows.size()]
+  std::vector<uint64_t> sample_steps;             // [sample_rows.size()]
+};
 
 // One sequence's share of a step: `tokens` are appended at positions
 // start_pos.. ; when `sample` is set the next token is drawn from the logits

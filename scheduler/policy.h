@@ -1,8 +1,8 @@
 // Scheduling policies: which waiting requests to admit at a step, and which
 // running request to preempt when the KV cache runs out. A policy is a
 // function of (queue, memory view); it never touches the engine, so it is
-// tested table-driven with fakes. Fairness across tenants (VTC) plugs in
-// here later.
+// tested table-driven with fakes. Two policies: fcfs, and vtc (a fair share
+// of tokens between tenants, after the Virtual Token Counter).
 #pragma once
 
 #include <deque>

@@ -30,7 +30,7 @@
 
 #include "common/status.h"
 #include "engine/engine.h"
-#include "engine/lora_adapter.h"
+#include "checkpoint/lora_adapter.h"
 #include "scheduler/policy.h"
 #include "scheduler/request.h"
 

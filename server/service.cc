@@ -5,7 +5,7 @@
 #include <functional>
 #include <map>
 
-#include "server/adapter_loader.h"
+#include "server/adapter_paths.h"
 #include "server/grpc_status.h"
 
 namespace loraserve {
@@ -145,14 +145,10 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
                       scheduler_->submit(request_id, std::move(p)));
   // Text: each delta is valid UTF-8; a stop string ends the request here
   // (the scheduler learns of it as a cancellation) and is not returned.
-  std::unique_ptr<StreamDecoder> decoder;
-  std::unique_ptr<StopStringMatcher> stops;
+  std::unique_ptr<TextStream> text_stream;
   if (tok != nullptr) {
-    DecodeOptions dopts;
-    dopts.skip_special_tokens = true;
-    dopts.continuation = true;
-    decoder = std::make_unique<StreamDecoder>(options_.tokenizer, dopts);
-    stops = std::make_unique<StopStringMatcher>(
+    text_stream = std::make_unique<TextStream>(
+        options_.tokenizer,
         std::vector<std::string>(req.sampling().stop().begin(), req.sampling().stop().end()));
   }
   bool stopped_by_string = false;
@@ -195,23 +191,15 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
     for (int32_t t : e.tokens) resp.add_token_ids(static_cast<uint32_t>(t));
     for (float lp : e.logprobs) resp.add_logprobs(lp);
     sent_tokens += static_cast<uint32_t>(e.tokens.size());
-    if (decoder) {
-      std::string text;
-      for (int32_t t : e.tokens) {
-        StopStringMatcher::Result r = stops->push(decoder->push(t));
-        text += r.text;
-        if (r.stopped) {
-          stopped_by_string = true;
-          stream->cancel();
-          break;
-        }
+    if (text_stream) {
+      TextStream::Delta d = text_stream->push(e.tokens);
+      if (d.stopped) {
+        stopped_by_string = true;
+        stream->cancel();
+      } else if (e.final) {
+        d.text += text_stream->finish();
       }
-      if (e.final && !stopped_by_string) {
-        StopStringMatcher::Result r = stops->push(decoder->finish());
-        text += r.text;
-        if (!r.stopped) text += stops->finish();
-      }
-      resp.set_text(text);
+      resp.set_text(d.text);
     }
     if (e.final) {
       resp.set_final(true);

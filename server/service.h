@@ -10,9 +10,10 @@
 #include <string>
 
 #include "proto/loraserve.grpc.pb.h"
-#include "engine/tokenizer.h"
 #include "scheduler/scheduler.h"
 #include "server/tenant_directory.h"
+#include "tokenizer/text_stream.h"
+#include "tokenizer/tokenizer.h"
 
 namespace loraserve {
 

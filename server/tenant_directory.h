@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "server/tenants.h"
+#include "server/tenant_config.h"
 
 namespace loraserve {
 

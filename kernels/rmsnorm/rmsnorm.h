@@ -37,11 +37,7 @@ Status add_rmsnorm_ref(const AddRmsNormParams& p);
 #ifdef LORASERVE_WITH_CUDA
 #include <cuda_runtime.h>
 namespace loraserve::kernels {
-// Device pointers; asynchronous on `stream`.
-Status launch_rmsnorm(const RmsNormParams& p, cudaStream_t stream);
-Status launch_add_rmsnorm(const AddRmsNormParams& p, cudaStream_t stream);
-
-// bf16 I/O (uint16_t bit patterns), fp32 math. add_rmsnorm stores the sum
+// Device pointers; asynchronous on `stream`. bf16 I/O (uint16_t bit patterns), fp32 math. add_rmsnorm stores the sum
 // residual + delta rounded to bf16 and normalises that rounded value (as a
 // bf16 PyTorch model does); out = bf16(weight * bf16(x * inv_rms)) like HF.
 struct RmsNormBf16Params {

@@ -22,10 +22,8 @@ Status silu_mul_ref(const SiluMulParams& p);
 #ifdef LORASERVE_WITH_CUDA
 #include <cuda_runtime.h>
 namespace loraserve::kernels {
-// Device pointers; asynchronous on `stream`.
-Status launch_silu_mul(const SiluMulParams& p, cudaStream_t stream);
-
-// bf16 I/O (uint16_t bit patterns), fp32 math.
+// Device pointers; asynchronous on `stream`. bf16 I/O (uint16_t bit
+// patterns), fp32 math.
 struct SiluMulBf16Params {
   const uint16_t* gate = nullptr;  // [num_tokens, inter]
   const uint16_t* up = nullptr;    // [num_tokens, inter]

@@ -37,9 +37,9 @@
 
 #include "engine/backend.h"
 #include "engine/engine.h"
-#include "engine/lora_adapter.h"
-#include "engine/model_weights.h"
-#include "engine/synth.h"
+#include "checkpoint/lora_adapter.h"
+#include "checkpoint/model_weights.h"
+#include "checkpoint/synth.h"
 
 namespace loraserve {
 namespace {

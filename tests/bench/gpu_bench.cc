@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "common/dtype.h"
-#include "engine/synth.h"
+#include "checkpoint/synth.h"
 #include "kernels/lora/lora_paged.h"
 
 namespace {

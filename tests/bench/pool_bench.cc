@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "common/dtype.h"
-#include "engine/lora_adapter.h"
-#include "engine/model_config.h"
+#include "checkpoint/lora_adapter.h"
+#include "checkpoint/model_config.h"
 #include "memory/adapter_cache.h"
 #include "memory/adapter_store.h"
 #include "memory/kv_page_table.h"

@@ -12,15 +12,16 @@
 #include <string>
 #include <vector>
 
-#include "engine/tokenizer.h"
-#include "engine/tokenizer_synth.h"
+#include "tokenizer/text_stream.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_train.h"
 
 using namespace loraserve;
 
 namespace {
 
 std::string make_text(size_t bytes) {
-  const std::string& corpus = synth_tokenizer_corpus();
+  const std::string& corpus = tokenizer_training_corpus();
   std::vector<std::string> words;
   size_t start = 0;
   for (size_t i = 0; i <= corpus.size(); ++i) {
@@ -98,7 +99,7 @@ int main(int argc, char** argv) {
     for (int k = 0; k < len; ++k) random_words.push_back(static_cast<char>('a' + rng() % 26));
     random_words.push_back(' ');
   }
-  auto files = synth_tokenizer(1024, 1, 2, 2048);
+  auto files = train_tokenizer(1024, 1, 2, 2048);
   auto synth = Tokenizer::from_json_text(files->tokenizer_json, files->tokenizer_config_json);
   if (synth.ok()) bench("byte-level", *synth, text);
   if (synth.ok()) bench("bl-random-words", *synth, random_words);

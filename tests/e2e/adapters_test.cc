@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "common/dtype.h"
-#include "engine/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace loraserve::e2e {

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "engine/synth.h"
+#include "checkpoint/synth.h"
 
 namespace loraserve::e2e {
 

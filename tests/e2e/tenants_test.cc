@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "server/tenants.h"
+#include "server/tenant_config.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace loraserve::e2e {

@@ -4,7 +4,8 @@
 // the output at the right place even when they straddle tokens.
 #include <filesystem>
 
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace loraserve::e2e {

@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/tokenizer.h"
-#include "engine/tokenizer_synth.h"
+#include "tokenizer/text_stream.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "tokenizer/tokenizer_train.h"
 
 using namespace loraserve;
 
@@ -60,7 +62,7 @@ void probe(const std::shared_ptr<const Tokenizer>& t, const std::string& text, b
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static std::shared_ptr<const Tokenizer> synth = [] {
-    auto f = synth_tokenizer(1024, 1, 2, 2048);
+    auto f = train_tokenizer(1024, 1, 2, 2048);
     return *Tokenizer::from_json_text(f->tokenizer_json, f->tokenizer_config_json);
   }();
   static std::shared_ptr<const Tokenizer> sp = *Tokenizer::from_json_text(kSpJson);

@@ -15,10 +15,10 @@
 
 #include "engine/backend.h"
 #include "engine/engine.h"
-#include "engine/generate.h"
-#include "engine/lora_adapter.h"
-#include "engine/model_weights.h"
-#include "engine/synth.h"
+#include "scheduler/offline.h"
+#include "checkpoint/lora_adapter.h"
+#include "checkpoint/model_weights.h"
+#include "checkpoint/synth.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/support/mixed_adapters.h"
 

@@ -11,8 +11,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "engine/model_weights.h"
-#include "engine/synth.h"
+#include "checkpoint/model_weights.h"
+#include "checkpoint/synth.h"
 #include "scheduler/scheduler.h"
 
 namespace loraserve {

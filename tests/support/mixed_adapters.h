@@ -10,9 +10,9 @@
 
 #include "common/status.h"
 #include "engine/engine.h"
-#include "engine/generate.h"
-#include "engine/lora_adapter.h"
-#include "engine/synth.h"
+#include "scheduler/offline.h"
+#include "checkpoint/lora_adapter.h"
+#include "checkpoint/synth.h"
 
 namespace loraserve::testing_util {
 

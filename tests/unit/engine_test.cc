@@ -10,10 +10,10 @@
 #include <cmath>
 #include <filesystem>
 
-#include "engine/generate.h"
-#include "engine/lora_adapter.h"
-#include "engine/model_weights.h"
-#include "engine/synth.h"
+#include "scheduler/offline.h"
+#include "checkpoint/lora_adapter.h"
+#include "checkpoint/model_weights.h"
+#include "checkpoint/synth.h"
 #include "tests/support/mixed_adapters.h"
 
 namespace loraserve {

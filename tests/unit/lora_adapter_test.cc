@@ -1,5 +1,5 @@
 #include "tests/support/test_util.h"
-#include "engine/lora_adapter.h"
+#include "checkpoint/lora_adapter.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "engine/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 namespace loraserve {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/model_config.h"
+#include "checkpoint/model_config.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

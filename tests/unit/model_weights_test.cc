@@ -1,5 +1,5 @@
 #include "tests/support/test_util.h"
-#include "engine/model_weights.h"
+#include "checkpoint/model_weights.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 #include "tests/support/test_util.h"
-#include "engine/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -10,9 +10,9 @@
 #include <set>
 #include <thread>
 
-#include "engine/generate.h"
-#include "engine/model_weights.h"
-#include "engine/synth.h"
+#include "scheduler/offline.h"
+#include "checkpoint/model_weights.h"
+#include "checkpoint/synth.h"
 
 namespace loraserve {
 namespace {

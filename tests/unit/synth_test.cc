@@ -1,5 +1,5 @@
 #include "tests/support/test_util.h"
-#include "engine/synth.h"
+#include "checkpoint/synth.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "engine/lora_adapter.h"
-#include "engine/model_weights.h"
+#include "checkpoint/lora_adapter.h"
+#include "checkpoint/model_weights.h"
 
 namespace loraserve {
 namespace {

@@ -10,8 +10,8 @@
 #include <memory>
 #include <sstream>
 
-#include "engine/tokenizer.h"
-#include "engine/tokenizer_synth.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_train.h"
 
 namespace loraserve {
 namespace {
@@ -33,7 +33,7 @@ TEST(TokenizerVsHuggingFace, FixtureIds) {
   for (const auto& [name, where] : fixture["tokenizers"].items()) {
     const std::string file = where.get<std::string>();
     if (file == "synth") {
-      auto synth_files = synth_tokenizer(1024, 1, 2, 2048);
+      auto synth_files = train_tokenizer(1024, 1, 2, 2048);
       ASSERT_TRUE(synth_files.ok());
       auto synth = Tokenizer::from_json_text(synth_files->tokenizer_json,
                                              synth_files->tokenizer_config_json);

@@ -4,8 +4,10 @@
 
 #include <random>
 
-#include "engine/tokenizer.h"
-#include "engine/tokenizer_synth.h"
+#include "tokenizer/text_stream.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "tokenizer/tokenizer_train.h"
 #include "tokenizer_test_util.h"
 
 namespace loraserve {
@@ -29,7 +31,7 @@ void check_stream(const std::shared_ptr<const Tokenizer>& t, const std::vector<i
 }
 
 std::vector<std::shared_ptr<const Tokenizer>> tokenizers() {
-  auto files = synth_tokenizer(1024, 1, 2, 2048);
+  auto files = train_tokenizer(1024, 1, 2, 2048);
   auto a = Tokenizer::from_json_text(files->tokenizer_json, files->tokenizer_config_json);
   const std::string m = kMeta;
   auto b = Tokenizer::from_json_text(

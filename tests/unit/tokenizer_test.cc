@@ -4,8 +4,10 @@
 
 #include <random>
 
-#include "engine/tokenizer.h"
-#include "engine/tokenizer_synth.h"
+#include "tokenizer/text_stream.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+#include "tokenizer/tokenizer_train.h"
 #include "tokenizer_test_util.h"
 
 namespace loraserve {
@@ -43,7 +45,7 @@ std::shared_ptr<const Tokenizer> tiny_sp(bool metaspace = false) {
 }
 
 std::shared_ptr<const Tokenizer> synth_tiny() {
-  auto files = synth_tokenizer(1024, 1, 2, 2048);
+  auto files = train_tokenizer(1024, 1, 2, 2048);
   EXPECT_TRUE(files.ok()) << files.status();
   auto t = Tokenizer::from_json_text(files->tokenizer_json, files->tokenizer_config_json);
   EXPECT_TRUE(t.ok()) << t.status();
@@ -283,12 +285,12 @@ TEST(SynthTokenizer, ExactVocabularyAndLayout) {
   EXPECT_EQ(enc(*t, "The morning train").size(), 3u);
   auto ids = enc(*t, "hello", true);
   EXPECT_EQ(ids.front(), 1);
-  const std::string& corpus = synth_tokenizer_corpus();
+  const std::string& corpus = tokenizer_training_corpus();
   EXPECT_LT(enc(*t, corpus).size(), corpus.size() / 3);
   // Deterministic, and other vocabulary sizes fill exactly.
-  EXPECT_EQ(synth_tokenizer(1024, 1, 2, 2048)->tokenizer_json,
-            synth_tokenizer(1024, 1, 2, 2048)->tokenizer_json);
-  auto big = synth_tokenizer(5000, 4000, 4001, 8192);
+  EXPECT_EQ(train_tokenizer(1024, 1, 2, 2048)->tokenizer_json,
+            train_tokenizer(1024, 1, 2, 2048)->tokenizer_json);
+  auto big = train_tokenizer(5000, 4000, 4001, 8192);
   ASSERT_TRUE(big.ok());
   auto tb = Tokenizer::from_json_text(big->tokenizer_json, big->tokenizer_config_json);
   ASSERT_TRUE(tb.ok()) << tb.status();

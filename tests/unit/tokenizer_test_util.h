@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/tokenizer_impl.h"
+#include "tokenizer/tokenizer_impl.h"
 
 namespace loraserve::testing_tok {
 

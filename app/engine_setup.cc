@@ -1,0 +1,34 @@
+#include "app/engine_setup.h"
+
+#include <utility>
+
+namespace loraserve::cli {
+
+void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
+  cmd->add_option("--backend", f->backend, "auto | cpu | cuda")->capture_default_str();
+  cmd->add_option("--pool-fraction", f->pool_fraction,
+                  "Unified page pool (KV cache + resident adapters) as a fraction of free device "
+                  "memory (cuda) or available host memory (cpu)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--pool-mb", f->pool_mb, "Unified page pool in MiB; overrides --pool-fraction")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kv-page-tokens", f->kv_page_tokens, "Tokens per KV page of one layer")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+}
+
+StatusOr<std::unique_ptr<Engine>> create_engine(const EngineFlags& f, const ModelWeights& weights,
+                                                int32_t max_batch_tokens,
+                                                int32_t max_batch_seqs) {
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(f.backend));
+  LS_ASSIGN_OR_RETURN(int64_t pool_bytes, choose_pool_bytes(*backend, f.pool_mb, f.pool_fraction));
+  EngineOptions opts;
+  opts.pool_bytes = pool_bytes;
+  opts.kv_page_tokens = f.kv_page_tokens;
+  opts.max_batch_tokens = max_batch_tokens;
+  opts.max_batch_seqs = max_batch_seqs;
+  return Engine::create(weights, std::move(backend), opts);
+}
+
+}  // namespace loraserve::cli

@@ -1,0 +1,35 @@
+// The one engine bring-up that `serve` and `generate` share: the backend and
+// pool flags (one help text for both) and model -> backend -> pool -> Engine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "checkpoint/model_weights.h"
+#include "common/status.h"
+#include "engine/engine.h"
+
+namespace loraserve::cli {
+
+struct EngineFlags {
+  std::string backend = "auto";
+  double pool_fraction = 0.1;
+  int64_t pool_mb = 0;
+  int32_t kv_page_tokens = 16;
+};
+
+// --backend, --pool-fraction, --pool-mb, --kv-page-tokens.
+void add_engine_flags(CLI::App* cmd, EngineFlags* flags);
+
+// Creates the backend the flags name, sizes the pool and builds the engine
+// over `weights` (which the caller may drop afterwards: the backend holds
+// its own copy). Errors name the step that failed.
+StatusOr<std::unique_ptr<Engine>> create_engine(const EngineFlags& flags,
+                                                const ModelWeights& weights,
+                                                int32_t max_batch_tokens,
+                                                int32_t max_batch_seqs);
+
+}  // namespace loraserve::cli
