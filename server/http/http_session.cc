@@ -248,16 +248,24 @@ void HttpSession::watch_peer() {
   const uint64_t seq = response_seq_;
   stream_.socket().async_wait(tcp::socket::wait_read,
                               [self = shared_from_this(), seq](beast::error_code ec) {
-                                if (self->closed_ || seq != self->response_seq_ || !self->async_) {
-                                  return;
-                                }
-                                if (ec == asio::error::operation_aborted) return;
-                                beast::error_code aec;
-                                const size_t n = self->stream_.socket().available(aec);
-                                // Readable with nothing to read: the client closed.
-                                // Bytes: a pipelined request, read after this reply.
-                                if (ec || aec || n == 0) self->abort_response();
+                                self->on_peer_readable(ec, seq);
                               });
+}
+
+void HttpSession::on_peer_readable(beast::error_code ec, uint64_t seq) {
+  if (closed_ || seq != response_seq_ || !async_) return;  // that response is over
+  if (ec == asio::error::operation_aborted) return;
+  if (ec) return abort_response();
+  // Peek without consuming: EOF or a reset means the client went away;
+  // bytes are a pipelined request, read after this reply; nothing at all
+  // was a spurious wake-up, so keep watching.
+  char byte;
+  beast::error_code pec;
+  tcp::socket& socket = stream_.socket();
+  socket.non_blocking(true, pec);  // affects this synchronous peek only
+  socket.receive(asio::buffer(&byte, 1), tcp::socket::message_peek, pec);
+  if (pec == asio::error::would_block || pec == asio::error::try_again) return watch_peer();
+  if (pec) return abort_response();
 }
 
 void HttpSession::finish_response() {

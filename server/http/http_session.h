@@ -46,6 +46,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void write(std::string bytes);
   void on_written(boost::beast::error_code ec);
   void watch_peer();
+  void on_peer_readable(boost::beast::error_code ec, uint64_t seq);
   void finish_response();
   void abort_response();  // client gone: cancel the request, close
   void close_gracefully();
