@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <thread>
 
 namespace loraserve::bench {
@@ -142,7 +143,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
     bhttp::async_read_some(socket, buffer, parser, [self](beast::error_code ec, size_t) {
       if (self->ended) return;
       if (ec == bhttp::error::need_buffer) ec = {};
-      if (ec) return self->fail(grpc::StatusCode::UNAVAILABLE, ec.message());
+      if (ec) return self->fail(grpc::StatusCode::UNAVAILABLE, "reading the body: " + ec.message());
       self->on_body(sizeof(self->chunk) - self->parser.get().body().size);
       if (self->ended) return;
       if (!self->parser.is_done()) return self->read_body();
@@ -173,7 +174,7 @@ struct CallState : std::enable_shared_from_this<CallState> {
                                                      if (rec) {
                                                        return self->fail(
                                                            grpc::StatusCode::UNAVAILABLE,
-                                                           rec.message());
+                                                           "reading the header: " + rec.message());
                                                      }
                                                      self->read_body();
                                                    });
@@ -205,7 +206,7 @@ class OpenAiCall final : public BenchCall {
         "\r\nContent-Type: application/json\r\nConnection: close\r\n";
     if (!cfg.api_key.empty()) r += "Authorization: Bearer " + cfg.api_key + "\r\n";
     r += "Content-Length: " + std::to_string(text.size()) + "\r\n\r\n" + text;
-    state_->parser.body_limit(boost::none);
+    state_->parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     RequestRecord& rec = state_->record;
     rec.index = spec.index;
     rec.adapter_id = spec.adapter_id;
