@@ -1,7 +1,9 @@
-// `loraserve serve`: the gRPC server. Start-up loads the model onto the
-// backend, sizes the page pool, starts the scheduler and listens; SIGTERM or
-// SIGINT stops accepting, gives in-flight requests a grace period, then
-// cancels what is left and exits 0.
+// `loraserve serve`: the gRPC server, and with --http-listen the OpenAI-
+// compatible HTTP API and /metrics beside it on the same scheduler. Start-up
+// loads the model onto the backend, sizes the page pool, starts the
+// scheduler and listens; SIGTERM or SIGINT stops accepting (HTTP /health
+// turns 503), gives in-flight requests a grace period, then cancels what is
+// left and exits 0.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -24,7 +26,12 @@
 #include "common/file_util.h"
 #include "engine/engine.h"
 #include "scheduler/scheduler.h"
+#include "server/adapter_admin.h"
 #include "server/adapter_paths.h"
+#include "server/generation.h"
+#include "server/http/http_server.h"
+#include "server/http/openai_api.h"
+#include "server/metrics.h"
 #include "server/service.h"
 #include "server/tenant_config.h"
 #include "server/tenant_directory.h"
@@ -55,6 +62,14 @@ struct ServeFlags {
   std::string preload_adapters;
   std::string listen = "127.0.0.1:50051";
   std::string port_file;
+  std::string http_listen;  // "" = no HTTP
+  std::string http_port_file;
+  std::string served_model_name;  // "" = the model directory's name
+  int http_threads = 2;
+  int64_t http_max_body_bytes = 8 << 20;
+  int http_max_connections = 10000;
+  double http_read_timeout_s = 30;
+  double http_write_timeout_s = 30;
   EngineFlags engine;
   int32_t max_batch_tokens = 512;
   int32_t max_running = 64;
@@ -75,7 +90,7 @@ int fail(const Status& s) {
 
 // Adapters found in DIR at start belong to the server: shared by every
 // tenant ("public") when tenants are configured.
-Status preload(LoraServeService& service, const Scheduler& scheduler, const std::string& owner,
+Status preload(AdapterAdmin& admin, const Scheduler& scheduler, const std::string& owner,
                const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -92,7 +107,7 @@ Status preload(LoraServeService& service, const Scheduler& scheduler, const std:
     LS_RETURN_IF_ERROR(validate_adapter_id(id).with_context("preloading " + p.string()));
     auto adapter = load_adapter_dir(p.string(), scheduler.model_config());
     if (!adapter.ok()) return adapter.status().with_context("preloading " + p.string());
-    LS_RETURN_IF_ERROR(service.register_adapter(owner, id, **adapter, nullptr));
+    LS_RETURN_IF_ERROR(admin.register_adapter(owner, id, **adapter).status());
   }
   spdlog::info("preloaded {} adapter(s) from {}", dirs.size(), dir);
   return ok_status();
@@ -125,9 +140,10 @@ int run_serve(const ServeFlags& f) {
   (*scheduler)->start();
 
   ServiceOptions svc_opts;
+  std::shared_ptr<const Tokenizer> text_tokenizer;
   auto tokenizer = Tokenizer::load_dir(f.model);
   if (tokenizer.ok()) {
-    svc_opts.tokenizer = *tokenizer;
+    text_tokenizer = *tokenizer;
     spdlog::info("tokenizer: {} ids from {}/tokenizer.json", (*tokenizer)->vocab_size(), f.model);
   } else if (tokenizer.status().code() == StatusCode::kNotFound) {
     spdlog::warn("no tokenizer.json in {}: token ids only (no text prompts or stop strings)",
@@ -135,14 +151,15 @@ int run_serve(const ServeFlags& f) {
   } else {
     return fail(tokenizer.status().with_context("loading the tokenizer"));
   }
-  svc_opts.adapter_root = f.adapter_root;
   svc_opts.max_upload_bytes = f.max_upload_mb << 20;
   svc_opts.backend_name = backend_name;
-  LoraServeService service(scheduler->get(), &directory, svc_opts);
+  Generator generator(scheduler->get(), &directory, text_tokenizer);
+  AdapterAdmin admin(scheduler->get(), &directory, f.adapter_root);
+  LoraServeService service(&generator, &admin, &directory, svc_opts);
 
   const std::string server_owner = tenant_config ? "public" : "";
   if (!f.preload_adapters.empty()) {
-    Status s = preload(service, **scheduler, server_owner, f.preload_adapters);
+    Status s = preload(admin, **scheduler, server_owner, f.preload_adapters);
     if (!s.ok()) return fail(s);
   }
   if (tenant_config) {
@@ -152,7 +169,8 @@ int run_serve(const ServeFlags& f) {
         if (!dir.ok()) return fail(dir.status().with_context("tenant " + t.name + " adapter " + d.id));
         auto adapter = load_adapter_dir(*dir, (*scheduler)->model_config());
         if (!adapter.ok()) return fail(adapter.status().with_context("tenant " + t.name));
-        Status s = service.register_adapter(d.is_public ? "public" : t.name, d.id, **adapter, nullptr);
+        Status s =
+            admin.register_adapter(d.is_public ? "public" : t.name, d.id, **adapter).status();
         if (!s.ok()) return fail(s.with_context("tenant " + t.name + " adapter " + d.id));
       }
     }
@@ -199,6 +217,43 @@ int run_serve(const ServeFlags& f) {
     std::ofstream(f.port_file) << port << "\n";
   }
 
+  // The OpenAI-compatible HTTP API beside gRPC, on the same scheduler.
+  std::string served_model = f.served_model_name;
+  if (served_model.empty()) {
+    served_model = std::filesystem::path(f.model).lexically_normal().filename().string();
+    if (served_model.empty()) {
+      served_model = std::filesystem::path(f.model).lexically_normal().parent_path().filename().string();
+    }
+  }
+  std::unique_ptr<http::OpenAiApi> openai;
+  std::unique_ptr<http::HttpServer> http_server;
+  if (!f.http_listen.empty()) {
+    http::OpenAiApiOptions api;
+    api.served_model_name = served_model;
+    // The chat-template renderer plugs in here; until then chat requests get
+    // a 400 naming the missing template.
+    MetricsOptions mo{served_model, backend_name};
+    Scheduler* sched = scheduler->get();
+    api.render_metrics = [sched, &directory, mo] { return render_prometheus(*sched, directory, mo); };
+    openai = std::make_unique<http::OpenAiApi>(&generator, &admin, &directory, api);
+    http::HttpServerOptions ho;
+    ho.listen = f.http_listen;
+    ho.io_threads = f.http_threads;
+    ho.max_body_bytes = f.http_max_body_bytes;
+    ho.max_connections = f.http_max_connections;
+    ho.read_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.http_read_timeout_s * 1000));
+    ho.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.http_write_timeout_s * 1000));
+    http::OpenAiApi* handler = openai.get();
+    http_server = std::make_unique<http::HttpServer>(
+        ho, [handler](const http::HttpRequest& r) { return handler->handle(r); });
+    Status hs = http_server->start();
+    if (!hs.ok()) return fail(hs);
+    spdlog::info("OpenAI-compatible HTTP API on {} (port {}), model name '{}'", f.http_listen,
+                 http_server->port(), served_model);
+    if (tenant_config) spdlog::warn("HTTP carries API keys in plaintext: keep it on loopback or behind TLS");
+    if (!f.http_port_file.empty()) std::ofstream(f.http_port_file) << http_server->port() << "\n";
+  }
+
   server->GetHealthCheckService()->SetServingStatus("loraserve.v1.LoraServe", true);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
@@ -222,6 +277,7 @@ int run_serve(const ServeFlags& f) {
 
   spdlog::info("signal {}: draining for up to {:.1f} s", g_signal.load(), f.shutdown_grace_s);
   server->GetHealthCheckService()->SetServingStatus(false);
+  if (openai) openai->set_draining(true);
   const auto grace = std::chrono::milliseconds(static_cast<int64_t>(f.shutdown_grace_s * 1000));
   const auto deadline = std::chrono::system_clock::now() + grace;
   // Requests still running shortly before the deadline are cancelled by the
@@ -237,6 +293,11 @@ int run_serve(const ServeFlags& f) {
     (*scheduler)->stop();
   });
   server->Shutdown(deadline);
+  // HTTP streams get the same grace as gRPC's.
+  while (http_server && http_server->active_responses() > 0 &&
+         std::chrono::system_clock::now() + std::chrono::milliseconds(500) < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   {
     std::lock_guard<std::mutex> lock(stop_mu);
     drained = true;
@@ -244,6 +305,9 @@ int run_serve(const ServeFlags& f) {
   stop_cv.notify_all();
   stopper.join();
   server->Wait();
+  // The scheduler has ended every request; their last events reach HTTP
+  // clients before the connections close.
+  if (http_server) http_server->stop();
   spdlog::info("loraserve stopped");
   return 0;
 }
@@ -261,6 +325,26 @@ void add_serve_command(CLI::App& app, Runner* runner) {
   cmd->add_option("--listen", f->listen, "host:port to listen on (port 0 picks a free one)")
       ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the bound port to this file once listening");
+  cmd->add_option("--http-listen", f->http_listen,
+                  "host:port for the OpenAI-compatible HTTP API and /metrics (off unless given; "
+                  "port 0 picks a free one)");
+  cmd->add_option("--http-port-file", f->http_port_file,
+                  "Write the bound HTTP port to this file once listening");
+  cmd->add_option("--served-model-name", f->served_model_name,
+                  "The `model` name of the base model over HTTP (default: the model directory's name)");
+  cmd->add_option("--http-threads", f->http_threads, "HTTP io threads")
+      ->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_option("--http-max-body-bytes", f->http_max_body_bytes, "Largest HTTP request body (413 beyond)")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 32))->capture_default_str();
+  cmd->add_option("--http-max-connections", f->http_max_connections,
+                  "Open HTTP connections beyond which new ones are closed")
+      ->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  cmd->add_option("--http-read-timeout-s", f->http_read_timeout_s,
+                  "Seconds to read one HTTP request, idle keep-alive wait included")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--http-write-timeout-s", f->http_write_timeout_s,
+                  "Seconds one HTTP write may take before the client is dropped")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   add_engine_flags(cmd, &f->engine);
   cmd->add_option("--max-batch-tokens", f->max_batch_tokens,
                   "Token budget of one step (decode tokens + prefill chunks)")

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -35,19 +36,41 @@ struct RequestEvent {
 
 // Thread-safe single-producer (scheduler) single-consumer (RPC handler)
 // queue of events, plus the consumer's cancellation flag.
+//
+// A consumer may block in pop() (gRPC's sync handlers), or register a
+// listener and drain with try_pop() when it is called (the asynchronous
+// HTTP frontend, which cannot spend a thread per request). The listener is
+// called by the producer after each push, outside mu_, so it may take any
+// lock of its own; it must be cheap and must not call push().
 class RequestStream {
  public:
   void push(RequestEvent e);
   // Waits up to `timeout` for an event; false when none arrived.
   bool pop(RequestEvent* out, std::chrono::milliseconds timeout);
+  // Takes an event if one is queued; never waits.
+  bool try_pop(RequestEvent* out);
+  // Replaces the listener (empty = none). Called at once when events are
+  // already queued, so none is missed between submit() and registration.
+  void set_listener(std::function<void()> on_event);
   void cancel() { cancelled_.store(true); }
+  // The consumer found the end itself (a stop string): the request ends as
+  // cancel() ends it, but counts as finished by FinishReason::kStop.
+  void stop_early() {
+    stopped_early_.store(true);
+    cancelled_.store(true);
+  }
   bool cancelled() const { return cancelled_.load(); }
+  bool stopped_early() const { return stopped_early_.load(); }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<RequestEvent> events_;  // guarded by mu_
+  // Shared so push() can call it after releasing mu_ while a concurrent
+  // set_listener() replaces it.
+  std::shared_ptr<const std::function<void()>> listener_;  // guarded by mu_
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> stopped_early_{false};
 };
 
 struct GenerationParams {
@@ -78,7 +101,7 @@ struct Request {
   std::vector<int32_t> generated;
   int64_t kv_len = 0;
   bool scheduled_once = false;
-  Clock::time_point first_scheduled, first_token;
+  Clock::time_point first_scheduled, first_token, last_token;
   int32_t preemptions = 0;
   // Set when the request ends; the loop sends it once the iteration's stats
   // are published, so a client that sees its end also sees it in GetStats.

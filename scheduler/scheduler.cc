@@ -98,6 +98,8 @@ void Scheduler::stop() {
       if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
     }
     cancelled_ += 1;
+    cancelled_shutdown_ += 1;
+    prompt_tokens_ += r->params.prompt.size();
     RequestEvent e;
     e.final = true;
     e.finish = FinishReason::kCancelled;
@@ -261,6 +263,11 @@ SchedulerStats Scheduler::stats() {
   s.failed = failed_.load();
   s.tokens_generated = tokens_generated_.load();
   s.aborted = aborted_.load();
+  s.finished_stop = finished_stop_.load();
+  s.finished_length = finished_length_.load();
+  s.aborted_ttft_slo = aborted_ttft_slo_.load();
+  s.cancelled_shutdown = cancelled_shutdown_.load();
+  s.prompt_tokens = prompt_tokens_.load();
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   s.engine = snapshot_.engine;
   s.last_batch_tokens = snapshot_.last_batch_tokens;
@@ -269,6 +276,8 @@ SchedulerStats Scheduler::stats() {
   s.preemptions = snapshot_.preemptions;
   s.step_ms_ewma = snapshot_.step_ms_ewma;
   s.tenant_counters = snapshot_.tenant_counters;
+  s.running_adapters = snapshot_.running_adapters;
+  s.waiting_adapters = snapshot_.waiting_adapters;
   return s;
 }
 
@@ -281,6 +290,16 @@ void Scheduler::publish_snapshot() {
   snap.preemptions = preemptions_;
   snap.step_ms_ewma = step_ms_ewma_;
   snap.tenant_counters = policy_->counters();
+  // running_ and waiting_ change only under engine_mu_, which every caller holds.
+  auto adapters_of = [](const auto& requests) {
+    std::set<std::string> ids;
+    for (const Request* r : requests) {
+      if (!r->params.adapter_id.empty()) ids.insert(r->params.adapter_id);
+    }
+    return std::vector<std::string>(ids.begin(), ids.end());
+  };
+  snap.running_adapters = adapters_of(running_);
+  snap.waiting_adapters = adapters_of(waiting_);
   // The resident set is rebuilt only when residency changed, not every step.
   const uint64_t version = engine_->residency_version();
   std::set<std::string> resident;
@@ -323,6 +342,7 @@ void Scheduler::loop() {
       }
       arrived_.clear();
       if (stopping) {
+        shutting_down_ = true;
         std::vector<Request*> all(running_.begin(), running_.end());
         all.insert(all.end(), waiting_.begin(), waiting_.end());
         for (Request* r : all) finish(r, FinishReason::kCancelled, ok_status(), &ended);
@@ -371,6 +391,7 @@ void Scheduler::abort_late(std::vector<std::unique_ptr<Request>>* ended) {
     const double steps = std::ceil(static_cast<double>(r->context_len()) / opts_.max_batch_tokens);
     const double predicted = ms_between(r->arrival, now) + steps * step_ms_ewma_;
     if (predicted > opts_.ttft_slo_ms) {
+      aborted_ttft_slo_ += 1;
       late.emplace_back(r, Status(StatusCode::kDeadlineExceeded,
                                   "aborted early: cannot produce a first token within the " +
                                       std::to_string(static_cast<int>(opts_.ttft_slo_ms)) +
@@ -384,7 +405,10 @@ void Scheduler::drop_cancelled(std::vector<std::unique_ptr<Request>>* ended) {
   std::vector<Request*> gone;
   for (Request* r : running_) if (r->stream->cancelled()) gone.push_back(r);
   for (Request* r : waiting_) if (r->stream->cancelled()) gone.push_back(r);
-  for (Request* r : gone) finish(r, FinishReason::kCancelled, ok_status(), ended);
+  for (Request* r : gone) {
+    finish(r, r->stream->stopped_early() ? FinishReason::kStop : FinishReason::kCancelled,
+           ok_status(), ended);
+  }
 }
 
 void Scheduler::admit(std::vector<std::unique_ptr<Request>>* ended) {
@@ -401,6 +425,8 @@ void Scheduler::admit(std::vector<std::unique_ptr<Request>>* ended) {
     if (!r->scheduled_once) {
       r->scheduled_once = true;
       r->first_scheduled = Clock::now();
+      histograms_.queue_time.observe(
+          std::chrono::duration<double>(r->first_scheduled - r->arrival).count());
     }
     running_.push_back(r);
   }
@@ -493,6 +519,7 @@ bool Scheduler::run_step(std::vector<std::unique_ptr<Request>>* ended) {
     const auto now = Clock::now();
     const double step_ms = ms_between(step_start, now);
     step_ms_ewma_ = step_ms_ewma_ == 0 ? step_ms : 0.9 * step_ms_ewma_ + 0.1 * step_ms;
+    histograms_.step_time.observe(step_ms / 1000.0);
     for (size_t i = 0; i < who.size(); ++i) {
       Request* r = who[i];
       r->kv_len += static_cast<int64_t>(batch[i].tokens.size());
@@ -505,8 +532,17 @@ bool Scheduler::run_step(std::vector<std::unique_ptr<Request>>* ended) {
       if (!results[i].sampled) continue;
       last_batch_requests_ += 1;
       const int32_t token = results[i].token;
-      if (r->generated.empty()) r->first_token = now;
+      if (r->generated.empty()) {
+        r->first_token = now;
+        histograms_.time_to_first_token.observe(
+            std::chrono::duration<double>(now - r->arrival).count());
+      } else {
+        histograms_.inter_token_latency.observe(
+            std::chrono::duration<double>(now - r->last_token).count());
+      }
+      r->last_token = now;
       r->generated.push_back(token);
+      tokens_generated_ += 1;
       RequestEvent e;
       e.tokens = {token};
       e.logprobs = {results[i].logprob};
@@ -539,18 +575,29 @@ void Scheduler::finish(Request* r, FinishReason why, const Status& error,
   // of its stream also sees it in the stats.
   policy_->on_finish(*r);
   switch (why) {
-    case FinishReason::kCancelled: cancelled_ += 1; break;
+    case FinishReason::kCancelled:
+      cancelled_ += 1;
+      if (shutting_down_) cancelled_shutdown_ += 1;
+      break;
     case FinishReason::kError: failed_ += 1; break;
     case FinishReason::kDeadline: aborted_ += 1; break;
-    default: completed_ += 1; break;
+    default:
+      completed_ += 1;
+      if (why == FinishReason::kStop) finished_stop_ += 1;
+      if (why == FinishReason::kLength) finished_length_ += 1;
+      break;
   }
-  tokens_generated_ += r->generated.size();
+  // Generated tokens are counted as they are sampled (run_step).
+  prompt_tokens_ += r->params.prompt.size();
   {
     std::lock_guard<std::mutex> flight(flight_mu_);
     auto fit = in_flight_.find(r->params.adapter_id);
     if (fit != in_flight_.end() && --fit->second <= 0) in_flight_.erase(fit);
   }
   const auto now = Clock::now();
+  if (why == FinishReason::kStop || why == FinishReason::kLength) {
+    histograms_.e2e_request_latency.observe(std::chrono::duration<double>(now - r->arrival).count());
+  }
   RequestEvent e;
   e.final = true;
   e.finish = why;

@@ -31,6 +31,7 @@
 #include "common/status.h"
 #include "engine/engine.h"
 #include "checkpoint/lora_adapter.h"
+#include "scheduler/metrics.h"
 #include "scheduler/policy.h"
 #include "scheduler/request.h"
 
@@ -61,9 +62,19 @@ struct SchedulerStats {
   uint64_t preemptions = 0;
   uint64_t steps = 0;
   uint64_t aborted = 0;            // deadline or TTFT-SLO aborts
+  // Breakdowns of the counts above, for the Prometheus exposition.
+  uint64_t finished_stop = 0;      // completed by EOS, a stop token or a stop string
+  uint64_t finished_length = 0;    // completed by max_new_tokens
+  uint64_t aborted_ttft_slo = 0;   // of `aborted`: the TTFT SLO (the rest: deadlines)
+  uint64_t cancelled_shutdown = 0; // of `cancelled`: the server stopping (the rest: clients)
+  uint64_t prompt_tokens = 0;      // prompt tokens of requests that ended
   double step_ms_ewma = 0;
   std::map<std::string, double> tenant_counters;  // the policy's (vtc)
   EngineStats engine;
+  // Adapter ids ("" = base model excluded) of the requests in the running
+  // batch and of those waiting for it, each sorted and distinct.
+  std::vector<std::string> running_adapters;
+  std::vector<std::string> waiting_adapters;
 };
 
 struct AdapterSummary {
@@ -99,6 +110,9 @@ class Scheduler {
   // One adapter's summary; NOT_FOUND when it is not registered.
   StatusOr<AdapterSummary> describe_adapter(const std::string& id);
   SchedulerStats stats();
+  // Latency distributions (seconds); thread-safe to read at any time.
+  const SchedulerHistograms& histograms() const { return histograms_; }
+  const SchedulerOptions& options() const { return opts_; }
   const ModelConfig& model_config() const { return engine_->config(); }
   int64_t adapter_image_bytes(const LoraAdapter& adapter) const {
     return engine_->adapter_image_bytes(adapter);
@@ -158,6 +172,10 @@ class Scheduler {
   uint64_t step_count_ = 0, preemptions_ = 0;
   std::atomic<int32_t> waiting_count_{0}, running_count_{0};
   std::atomic<uint64_t> completed_{0}, cancelled_{0}, failed_{0}, tokens_generated_{0}, aborted_{0};
+  std::atomic<uint64_t> finished_stop_{0}, finished_length_{0}, aborted_ttft_slo_{0},
+      cancelled_shutdown_{0}, prompt_tokens_{0};
+  bool shutting_down_ = false;  // loop-owned: cancellations now are the server's
+  SchedulerHistograms histograms_;
   double step_ms_ewma_ = 0;  // loop-owned; read under engine_mu_
 
   std::thread thread_;

@@ -3,7 +3,8 @@
 # LoRA adapters of ranks 8-64, serve it (on the GPU when the cuda backend
 # has one, else on the CPU), and run a short load test with lora-bench:
 # Poisson arrivals, power-law adapter popularity, every adapter hot-loaded
-# through the API first.
+# through the API first; then the OpenAI-compatible HTTP API with curl
+# (a completion, a streamed one, /v1/models, a slice of /metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,6 +18,7 @@ mkdir -p "$OUT"
 
 "$BIN/loraserve" serve --model "$OUT/model" --adapter-root "$OUT/adapters" \
     --listen 127.0.0.1:0 --port-file "$OUT/port" --backend auto --pool-mb 256 \
+    --http-listen 127.0.0.1:0 --http-port-file "$OUT/http-port" \
     > "$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
@@ -31,6 +33,19 @@ echo "server on $ADDR"
     --json "$OUT/bench.json"
 "$BIN/lora-cli" --addr "$ADDR" list
 "$BIN/lora-cli" --addr "$ADDR" stats
+
+HTTP=http://127.0.0.1:$(cat "$OUT/http-port")
+echo "OpenAI-compatible API on $HTTP (base model name: model; adapters by id)"
+(set -x; curl -sS "$HTTP/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"model": "adapter-001", "prompt": "Once upon a time", "max_tokens": 12, "temperature": 0}')
+echo
+(set -x; curl -sSN "$HTTP/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"model": "model", "prompt": [1, 15, 92, 7], "max_tokens": 4, "stream": true,
+       "stream_options": {"include_usage": true}}')
+(set -x; curl -sS "$HTTP/v1/models")
+echo
+curl -sS "$HTTP/metrics" | grep -E '^loraserve_(generation_tokens_total|num_requests|lora_requests_info|time_to_first_token_seconds_count)'
+
 kill -TERM $SERVER
 wait $SERVER
 trap - EXIT

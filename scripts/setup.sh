@@ -13,6 +13,7 @@ PKGS=(
   libyaml-cpp-dev libssl-dev openssl
   libpcre2-dev libutf8proc-dev
   clang-14 libclang-rt-14-dev libboost-context-dev
+  libboost-dev prometheus
   python3 python3-numpy python3-torch python3-sentencepiece
   nginx libnginx-mod-http-js
 )
@@ -26,4 +27,11 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update
   $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# Node and npm for the OpenAI-client e2e tests (any Node >= 18). Only when
+# missing: a machine may carry its own Node build, whose npm Debian's would
+# conflict with.
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends nodejs npm
 fi

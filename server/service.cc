@@ -2,10 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <functional>
-#include <map>
-
-#include "server/adapter_paths.h"
 #include "server/grpc_status.h"
 
 namespace loraserve {
@@ -21,33 +17,16 @@ v1::FinishReason to_proto(FinishReason r) {
   }
 }
 
-RequestOutcome outcome_of(FinishReason r) {
-  switch (r) {
-    case FinishReason::kCancelled: return RequestOutcome::kCancelled;
-    case FinishReason::kDeadline: return RequestOutcome::kAborted;
-    case FinishReason::kError: return RequestOutcome::kFailed;
-    default: return RequestOutcome::kCompleted;
-  }
-}
-
-// Builds scheduler parameters from the wire request; INVALID_ARGUMENT for
-// fields the scheduler cannot even represent (its own checks do the rest).
-Status to_params(const v1::GenerateRequest& req, const Tokenizer* tokenizer,
-                 GenerationParams* p) {
+// The transport-neutral request from the wire request; INVALID_ARGUMENT for
+// fields that cannot even be represented (Generator and the scheduler check
+// the rest).
+Status to_input(const v1::GenerateRequest& req, GenerationInput* in) {
   if (!req.prompt().empty() && !req.prompt_token_ids().empty()) {
     return invalid_argument("send either prompt or prompt_token_ids, not both");
   }
-  if (!req.sampling().stop().empty() && tokenizer == nullptr) {
-    return failed_precondition("stop strings need the model's tokenizer.json, which this "
-                               "server has not loaded; use stop_token_ids");
-  }
   if (!req.prompt().empty()) {
-    if (tokenizer == nullptr) {
-      return failed_precondition("text prompts need the model's tokenizer.json, which this "
-                                 "server has not loaded; send prompt_token_ids");
-    }
-    LS_ASSIGN_OR_RETURN(p->prompt, tokenizer->encode(req.prompt(), /*add_special_tokens=*/true));
-    if (p->prompt.empty()) return invalid_argument("prompt encodes to no tokens");
+    in->has_prompt_text = true;
+    in->prompt_text = req.prompt();
   } else if (req.prompt_token_ids().empty()) {
     return invalid_argument("prompt_token_ids is empty");
   }
@@ -55,43 +34,50 @@ Status to_params(const v1::GenerateRequest& req, const Tokenizer* tokenizer,
     if (id > static_cast<uint32_t>(INT32_MAX)) {
       return invalid_argument("prompt token id " + std::to_string(id) + " is out of range");
     }
-    p->prompt.push_back(static_cast<int32_t>(id));
+    in->prompt_ids.push_back(static_cast<int32_t>(id));
   }
   const v1::SamplingParams& s = req.sampling();
   if (s.max_new_tokens() > static_cast<uint32_t>(INT32_MAX) ||
       s.top_k() > static_cast<uint32_t>(INT32_MAX)) {
     return invalid_argument("max_new_tokens or top_k is out of range");
   }
-  p->max_new_tokens = static_cast<int32_t>(s.max_new_tokens());
-  p->sampling.temperature = s.temperature();
-  p->sampling.top_p = s.top_p();
-  p->sampling.top_k = static_cast<int32_t>(s.top_k());
-  p->sampling.seed = s.seed();
-  for (uint32_t id : s.stop_token_ids()) p->stop_token_ids.push_back(static_cast<int32_t>(id));
-  p->ignore_eos = s.ignore_eos();
+  in->request_id = req.request_id();
+  in->adapter_id = req.adapter_id();
+  in->max_new_tokens = static_cast<int32_t>(s.max_new_tokens());
+  in->sampling.temperature = s.temperature();
+  in->sampling.top_p = s.top_p();
+  in->sampling.top_k = static_cast<int32_t>(s.top_k());
+  in->sampling.seed = s.seed();
+  in->stop.assign(s.stop().begin(), s.stop().end());
+  for (uint32_t id : s.stop_token_ids()) in->stop_token_ids.push_back(static_cast<int32_t>(id));
+  in->ignore_eos = s.ignore_eos();
   return ok_status();
 }
 
-// The wire form of an adapter; `own` null when the directory has no record.
-void fill_adapter_info(const AdapterSummary& a, const AdapterOwnership* own,
-                       v1::AdapterInfo* info) {
-  info->set_adapter_id(own != nullptr ? own->public_id : a.id);
+// The wire form of an adapter.
+void fill_adapter_info(const AdapterView& v, v1::AdapterInfo* info) {
+  const AdapterSummary& a = v.summary;
+  info->set_adapter_id(v.id);
   info->set_rank(static_cast<uint32_t>(a.rank));
   for (const std::string& m : a.target_modules) info->add_target_modules(m);
   info->set_bytes(a.bytes);
   info->set_resident(a.resident);
   info->set_in_flight(static_cast<uint32_t>(a.in_flight));
-  if (own != nullptr) {
-    info->set_owner(own->owner);
-    info->set_is_public(own->is_public);
+  if (v.ownership) {
+    info->set_owner(v.ownership->owner);
+    info->set_is_public(v.ownership->is_public);
   }
 }
 
 }  // namespace
 
-LoraServeService::LoraServeService(Scheduler* scheduler, TenantDirectory* tenants,
-                                   ServiceOptions options)
-    : scheduler_(scheduler), tenants_(tenants), options_(std::move(options)) {}
+LoraServeService::LoraServeService(Generator* generator, AdapterAdmin* adapters,
+                                   TenantDirectory* tenants, ServiceOptions options)
+    : generator_(generator),
+      adapters_(adapters),
+      tenants_(tenants),
+      scheduler_(generator->scheduler()),
+      options_(std::move(options)) {}
 
 StatusOr<Caller> LoraServeService::authenticate(const grpc::ServerContext* ctx) const {
   const auto& md = ctx->client_metadata();
@@ -111,144 +97,49 @@ grpc::Status LoraServeService::Generate(grpc::ServerContext* ctx, const v1::Gene
 Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller,
                                   const v1::GenerateRequest& req,
                                   grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  GenerationParams p;
-  const Tokenizer* tok = options_.tokenizer.get();
-  LS_RETURN_IF_ERROR(to_params(req, tok, &p));
-  for (const std::string& stop : req.sampling().stop()) {
-    if (stop.empty()) return invalid_argument("stop strings must not be empty");
-  }
-  if (!req.adapter_id().empty()) {
-    LS_RETURN_IF_ERROR(validate_adapter_id(req.adapter_id()));
-    LS_ASSIGN_OR_RETURN(p.adapter_id, tenants_->resolve(caller, req.adapter_id()));
-  }
-  p.tenant = caller.tenant;
+  GenerationInput in;
+  LS_RETURN_IF_ERROR(to_input(req, &in));
   if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
-    p.deadline = Clock::now() + (ctx->deadline() - std::chrono::system_clock::now());
+    in.deadline = Clock::now() + (ctx->deadline() - std::chrono::system_clock::now());
   }
-  const std::string request_id =
-      req.request_id().empty() ? "req-" + std::to_string(next_request_++) : req.request_id();
-  // Quotas count what the request may take: its prompt and every new token.
-  const int64_t budget = static_cast<int64_t>(p.prompt.size()) +
-                         (p.max_new_tokens > 0 ? p.max_new_tokens : 16);
-  LS_RETURN_IF_ERROR(tenants_->begin_request(caller, budget));
-  RequestOutcome outcome = RequestOutcome::kFailed;
-  uint32_t prompt_tokens = 0, completion_tokens = 0;
-  double queue_ms = 0;
-  struct EndGuard {
-    std::function<void()> fn;
-    ~EndGuard() { fn(); }
-  } guard{[&] {
-    tenants_->end_request(caller, budget, outcome, prompt_tokens, completion_tokens, queue_ms);
-  }};
-
-  LS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream,
-                      scheduler_->submit(request_id, std::move(p)));
-  // Text: each delta is valid UTF-8; a stop string ends the request here
-  // (the scheduler learns of it as a cancellation) and is not returned.
-  std::unique_ptr<TextStream> text_stream;
-  if (tok != nullptr) {
-    text_stream = std::make_unique<TextStream>(
-        options_.tokenizer,
-        std::vector<std::string>(req.sampling().stop().begin(), req.sampling().stop().end()));
-  }
-  bool stopped_by_string = false;
-  uint32_t sent_tokens = 0;
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Generation> g, generator_->start(caller, std::move(in)));
   for (;;) {
-    RequestEvent e;
+    GenerationChunk c;
     // Wakes at once for events; the timeout only bounds how late a client
     // cancellation is noticed (gRPC's sync API has no cancel callback).
-    if (!stream->pop(&e, std::chrono::milliseconds(50))) {
+    if (!g->next(&c, std::chrono::milliseconds(50))) {
       if (ctx->IsCancelled()) {
-        // The scheduler frees the request's pages at its next iteration.
-        stream->cancel();
-        outcome = RequestOutcome::kCancelled;
+        g->cancel();  // the scheduler frees the request's pages at its next iteration
         return Status(StatusCode::kCancelled, "client cancelled the request");
       }
       continue;
     }
-    if (stopped_by_string && !e.final) continue;  // computed after the stop: dropped
-    if (e.final && stopped_by_string) {
-      e.finish = FinishReason::kStop;
-      e.completion_tokens = static_cast<int32_t>(sent_tokens);
-      e.tokens.clear();
-      e.logprobs.clear();
-    }
-    if (e.final) {
-      outcome = outcome_of(e.finish);
-      prompt_tokens = static_cast<uint32_t>(e.prompt_tokens);
-      completion_tokens = static_cast<uint32_t>(e.completion_tokens);
-      queue_ms = e.queue_ms;
-      if (e.finish == FinishReason::kError || e.finish == FinishReason::kDeadline) {
-        spdlog::warn("request {} ended: {}", request_id, e.error.to_string());
-        return e.error;
-      }
-      if (e.finish == FinishReason::kCancelled && ctx->IsCancelled()) {
+    if (c.final) {
+      if (c.finish == FinishReason::kError || c.finish == FinishReason::kDeadline) return c.error;
+      if (c.finish == FinishReason::kCancelled && ctx->IsCancelled()) {
         return Status(StatusCode::kCancelled, "request cancelled");
       }
     }
     v1::GenerateResponse resp;
-    resp.set_request_id(request_id);
-    for (int32_t t : e.tokens) resp.add_token_ids(static_cast<uint32_t>(t));
-    for (float lp : e.logprobs) resp.add_logprobs(lp);
-    sent_tokens += static_cast<uint32_t>(e.tokens.size());
-    if (text_stream) {
-      TextStream::Delta d = text_stream->push(e.tokens);
-      if (d.stopped) {
-        stopped_by_string = true;
-        stream->cancel();
-      } else if (e.final) {
-        d.text += text_stream->finish();
-      }
-      resp.set_text(d.text);
-    }
-    if (e.final) {
+    resp.set_request_id(g->request_id());
+    for (int32_t t : c.tokens) resp.add_token_ids(static_cast<uint32_t>(t));
+    for (float lp : c.logprobs) resp.add_logprobs(lp);
+    if (generator_->tokenizer() != nullptr) resp.set_text(c.text);
+    if (c.final) {
       resp.set_final(true);
-      resp.set_finish_reason(to_proto(e.finish));
-      resp.mutable_usage()->set_prompt_tokens(prompt_tokens);
-      resp.mutable_usage()->set_completion_tokens(completion_tokens);
-      resp.mutable_timings()->set_queue_ms(e.queue_ms);
-      resp.mutable_timings()->set_ttft_ms(e.ttft_ms);
-      resp.mutable_timings()->set_total_ms(e.total_ms);
+      resp.set_finish_reason(to_proto(c.finish));
+      resp.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(c.prompt_tokens));
+      resp.mutable_usage()->set_completion_tokens(static_cast<uint32_t>(c.completion_tokens));
+      resp.mutable_timings()->set_queue_ms(c.queue_ms);
+      resp.mutable_timings()->set_ttft_ms(c.ttft_ms);
+      resp.mutable_timings()->set_total_ms(c.total_ms);
     }
     if (!writer->Write(resp)) {
-      stream->cancel();
-      outcome = RequestOutcome::kCancelled;
+      g->cancel();
       return Status(StatusCode::kCancelled, "client went away");
     }
-    if (e.final) return ok_status();
+    if (c.final) return ok_status();
   }
-}
-
-void LoraServeService::describe(const std::string& scheduler_id, v1::AdapterInfo* info) {
-  auto a = scheduler_->describe_adapter(scheduler_id);
-  if (!a.ok()) return;
-  auto own = tenants_->ownership(scheduler_id);
-  fill_adapter_info(*a, own.ok() ? &*own : nullptr, info);
-}
-
-Status LoraServeService::register_adapter(const std::string& owner, const std::string& id,
-                                          const LoraAdapter& adapter, v1::AdapterInfo* info) {
-  LS_RETURN_IF_ERROR(validate_adapter_id(id));
-  const std::string sid = TenantDirectory::scheduler_id(owner, id);
-  const int64_t bytes = scheduler_->adapter_image_bytes(adapter);
-  LS_RETURN_IF_ERROR(tenants_->reserve_adapter(owner, bytes));
-  Status s = scheduler_->register_adapter(sid, adapter);
-  if (!s.ok()) {
-    tenants_->release_adapter(owner, bytes);
-    if (s.code() == StatusCode::kAlreadyExists) {
-      return Status(StatusCode::kAlreadyExists, "adapter '" + id + "' is already loaded");
-    }
-    return s;
-  }
-  AdapterOwnership own;
-  own.owner = owner;
-  own.public_id = id;
-  own.is_public = owner == "public";
-  own.bytes = bytes;
-  tenants_->add_adapter(sid, own);
-  if (info != nullptr) describe(sid, info);
-  spdlog::info("adapter '{}' loaded for '{}': {} bytes", id, owner, bytes);
-  return ok_status();
 }
 
 grpc::Status LoraServeService::LoadAdapter(grpc::ServerContext* ctx,
@@ -256,15 +147,11 @@ grpc::Status LoraServeService::LoadAdapter(grpc::ServerContext* ctx,
                                            v1::AdapterInfo* resp) {
   auto caller = authenticate(ctx);
   if (!caller.ok()) return to_grpc(caller.status());
-  Status s = validate_adapter_id(req->adapter_id());
-  if (!s.ok()) return to_grpc(s);
-  auto owner = tenants_->owner_for(*caller, req->owner_tenant(), req->is_public());
-  if (!owner.ok()) return to_grpc(owner.status());
-  auto dir = resolve_adapter_dir(options_.adapter_root, req->path());
-  if (!dir.ok()) return to_grpc(dir.status());
-  auto adapter = load_adapter_dir(*dir, scheduler_->model_config());
-  if (!adapter.ok()) return to_grpc(adapter.status().with_context("adapter '" + req->path() + "'"));
-  return to_grpc(register_adapter(*owner, req->adapter_id(), **adapter, resp));
+  auto v = adapters_->load(*caller, req->adapter_id(), req->path(),
+                           AdapterOwnerChoice{req->owner_tenant(), req->is_public()});
+  if (!v.ok()) return to_grpc(v.status());
+  fill_adapter_info(*v, resp);
+  return grpc::Status::OK;
 }
 
 grpc::Status LoraServeService::UploadAdapter(grpc::ServerContext* ctx,
@@ -293,16 +180,11 @@ grpc::Status LoraServeService::UploadAdapter(grpc::ServerContext* ctx,
     }
   }
   if (first) return to_grpc(invalid_argument("empty upload"));
-  Status s = validate_adapter_id(id);
-  if (!s.ok()) return to_grpc(s);
-  auto owner = tenants_->owner_for(*caller, owner_tenant, is_public);
-  if (!owner.ok()) return to_grpc(owner.status());
-  if (config_json.empty()) return to_grpc(invalid_argument("upload has no adapter_config_json"));
-  if (tensors.empty()) return to_grpc(invalid_argument("upload has no safetensors_data"));
-  auto adapter = LoraAdapter::load_bytes(config_json, std::move(tensors),
-                                         scheduler_->model_config(), "upload '" + id + "'");
-  if (!adapter.ok()) return to_grpc(adapter.status());
-  return to_grpc(register_adapter(*owner, id, **adapter, resp));
+  auto v = adapters_->upload(*caller, id, AdapterOwnerChoice{owner_tenant, is_public}, config_json,
+                             std::move(tensors));
+  if (!v.ok()) return to_grpc(v.status());
+  fill_adapter_info(*v, resp);
+  return grpc::Status::OK;
 }
 
 grpc::Status LoraServeService::UnloadAdapter(grpc::ServerContext* ctx,
@@ -310,26 +192,8 @@ grpc::Status LoraServeService::UnloadAdapter(grpc::ServerContext* ctx,
                                              v1::UnloadAdapterResponse* resp) {
   auto caller = authenticate(ctx);
   if (!caller.ok()) return to_grpc(caller.status());
-  Status s = validate_adapter_id(req->adapter_id());
+  Status s = adapters_->unload(*caller, req->adapter_id(), req->owner_tenant());
   if (!s.ok()) return to_grpc(s);
-  auto owner = tenants_->owner_for(*caller, req->owner_tenant(), false);
-  if (!owner.ok()) return to_grpc(owner.status());
-  const std::string sid = TenantDirectory::scheduler_id(*owner, req->adapter_id());
-  if (!tenants_->ownership(sid).ok()) {
-    return to_grpc(not_found("adapter '" + req->adapter_id() + "' is not loaded"));
-  }
-  s = scheduler_->unregister_adapter(sid);
-  if (!s.ok()) {
-    if (s.code() == StatusCode::kFailedPrecondition) {
-      return to_grpc(failed_precondition("adapter '" + req->adapter_id() +
-                                         "' is used by requests in flight; unload it when they "
-                                         "finish"));
-    }
-    return to_grpc(s);
-  }
-  auto removed = tenants_->remove_adapter(sid);
-  if (removed.ok()) tenants_->release_adapter(removed->owner, removed->bytes);
-  spdlog::info("adapter '{}' of '{}' unloaded", req->adapter_id(), *owner);
   resp->set_adapter_id(req->adapter_id());
   return grpc::Status::OK;
 }
@@ -339,10 +203,7 @@ grpc::Status LoraServeService::ListAdapters(grpc::ServerContext* ctx,
                                             v1::ListAdaptersResponse* resp) {
   auto caller = authenticate(ctx);
   if (!caller.ok()) return to_grpc(caller.status());
-  for (const auto& [sid, own] : tenants_->visible_adapters(*caller)) {
-    auto a = scheduler_->describe_adapter(sid);
-    if (a.ok()) fill_adapter_info(*a, &own, resp->add_adapters());
-  }
+  for (const AdapterView& v : adapters_->list(*caller)) fill_adapter_info(v, resp->add_adapters());
   return grpc::Status::OK;
 }
 
@@ -374,6 +235,41 @@ grpc::Status LoraServeService::GetStats(grpc::ServerContext* ctx, const v1::GetS
   pool->set_swap_ins(static_cast<uint64_t>(s.engine.adapters.swap_ins));
   pool->set_evictions(static_cast<uint64_t>(s.engine.adapters.evictions));
   pool->set_bytes_copied(static_cast<uint64_t>(s.engine.adapters.bytes_copied));
+  resp->set_prompt_tokens(s.prompt_tokens);
+  resp->set_requests_finished_stop(s.finished_stop);
+  resp->set_requests_finished_length(s.finished_length);
+  resp->set_requests_aborted_deadline(s.aborted - s.aborted_ttft_slo);
+  resp->set_requests_aborted_ttft_slo(s.aborted_ttft_slo);
+  resp->set_requests_cancelled_by_shutdown(s.cancelled_shutdown);
+  // Adapter ids as callers name them, and only those the caller may see.
+  for (const std::string& sid : s.running_adapters) {
+    auto own = tenants_->ownership(sid);
+    if (caller->admin || (own.ok() && (own->owner == caller->tenant || own->is_public))) {
+      resp->add_running_adapters(own.ok() ? own->public_id : sid);
+    }
+  }
+  for (const std::string& sid : s.waiting_adapters) {
+    auto own = tenants_->ownership(sid);
+    if (caller->admin || (own.ok() && (own->owner == caller->tenant || own->is_public))) {
+      resp->add_waiting_adapters(own.ok() ? own->public_id : sid);
+    }
+  }
+  const SchedulerHistograms& hs = scheduler_->histograms();
+  const std::pair<const char*, const Histogram*> histograms[] = {
+      {"time_to_first_token", &hs.time_to_first_token},
+      {"inter_token_latency", &hs.inter_token_latency},
+      {"e2e_request_latency", &hs.e2e_request_latency},
+      {"request_queue_time", &hs.queue_time},
+      {"step_duration", &hs.step_time}};
+  for (const auto& [name, hist] : histograms) {
+    const Histogram::Snapshot snap = hist->snapshot();
+    v1::Histogram* out = resp->add_histograms();
+    out->set_name(name);
+    for (double b : snap.upper_bounds) out->add_upper_bounds(b);
+    for (uint64_t c : snap.counts) out->add_counts(c);
+    out->set_sum(snap.sum);
+    out->set_count(snap.count);
+  }
   for (const TenantAccount& a : tenants_->accounts(*caller)) {
     v1::TenantStats* t = resp->add_tenants();
     t->set_tenant(a.tenant);

@@ -39,7 +39,14 @@ std::string adapter_name(int index) {
 }
 
 void add_flags(CLI::App& app, BenchConfig* c) {
-  app.add_option("--addr", c->addr, "Server host:port")->capture_default_str();
+  app.add_option("--addr", c->addr, "Server host:port (gRPC: setup, stats, and --api grpc requests)")
+      ->capture_default_str();
+  app.add_option("--api", c->api,
+                 "Transport of the requests: grpc (Generate streams) or openai (POST "
+                 "/v1/completions with SSE to --http-addr)")
+      ->check(CLI::IsMember({"grpc", "openai"}))
+      ->capture_default_str();
+  app.add_option("--http-addr", c->http_addr, "host:port of the server's --http-listen (--api openai)");
   app.add_option("--api-key", c->api_key, "API key of a --tenants server (default: $LORASERVE_API_KEY)")
       ->envname("LORASERVE_API_KEY");
   app.add_option("--connections", c->connections, "HTTP/2 connections to spread streams over")
@@ -133,6 +140,7 @@ std::string validate(const BenchConfig& c) {
     return "give a bound: --duration-s and/or --num-requests";
   }
   if (c.rate > 0 && c.users > 0) return "--rate and --users exclude each other";
+  if (c.api == "openai" && c.http_addr.empty()) return "--api openai needs --http-addr";
   if (c.trace.empty() && c.rate <= 0 && c.users <= 0) {
     return "choose --rate (open loop) or --users (closed loop), or give a --trace";
   }

@@ -21,7 +21,9 @@ struct IntRange {
 };
 
 struct BenchConfig {
-  std::string addr = "127.0.0.1:50051";
+  std::string addr = "127.0.0.1:50051";  // gRPC: setup, stats, and requests with --api grpc
+  std::string api = "grpc";              // grpc | openai (requests over HTTP+SSE to http_addr)
+  std::string http_addr;                 // host:port of `serve --http-listen`
   std::string api_key;  // sent as `authorization: Bearer <key>` ($LORASERVE_API_KEY)
   int connections = 4;  // HTTP/2 connections the streams are spread over
 

@@ -11,9 +11,10 @@ namespace loraserve::bench {
 
 // One Generate stream. Owned by the Driver: created by start_call, deleted by
 // reap() after OnDone has handed it over.
-class GenerateCall : public grpc::ClientReadReactor<v1::GenerateResponse> {
+class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse>, public BenchCall {
  public:
-  GenerateCall(Driver* driver, const BenchConfig& cfg, RequestSpec spec) : driver_(driver) {
+  GenerateCall(Driver* driver, const BenchConfig& cfg, RequestSpec spec, v1::LoraServe::Stub* stub)
+      : driver_(driver), stub_(stub) {
     req_.set_adapter_id(spec.adapter_id);
     req_.mutable_prompt_token_ids()->Add(spec.prompt_ids.begin(), spec.prompt_ids.end());
     v1::SamplingParams* s = req_.mutable_sampling();
@@ -35,14 +36,14 @@ class GenerateCall : public grpc::ClientReadReactor<v1::GenerateResponse> {
     record_.itl_ms.reserve(spec.output_len);
   }
 
-  void start(v1::LoraServe::Stub* stub) {
+  void start() override {
     record_.start = Clock::now();
-    stub->async()->Generate(&ctx_, &req_, this);
+    stub_->async()->Generate(&ctx_, &req_, this);
     StartRead(&resp_);
     StartCall();
   }
 
-  void cancel() {
+  void cancel() override {
     cancel_requested_.store(true);
     ctx_.TryCancel();
   }
@@ -80,29 +81,43 @@ class GenerateCall : public grpc::ClientReadReactor<v1::GenerateResponse> {
     driver_->on_finished(this);  // last touch of `this` on this thread
   }
 
-  RequestRecord& record() { return record_; }
 
  private:
   Driver* driver_;
+  v1::LoraServe::Stub* stub_;
   grpc::ClientContext ctx_;
   v1::GenerateRequest req_;
   v1::GenerateResponse resp_;
-  RequestRecord record_;
   Clock::time_point last_token_;
   std::atomic<bool> cancel_requested_{false};
 };
 
-Driver::Driver(const BenchConfig& cfg, std::vector<std::shared_ptr<grpc::Channel>> channels)
-    : cfg_(cfg), channels_(std::move(channels)) {
-  for (auto& ch : channels_) stubs_.push_back(v1::LoraServe::NewStub(ch));
+CallFactory grpc_calls(const BenchConfig& cfg,
+                       std::vector<std::shared_ptr<grpc::Channel>> channels) {
+  struct Stubs {
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    std::vector<std::unique_ptr<v1::LoraServe::Stub>> stubs;
+    size_t next = 0;  // dispatch thread only
+  };
+  auto stubs = std::make_shared<Stubs>();
+  stubs->channels = std::move(channels);
+  for (auto& ch : stubs->channels) stubs->stubs.push_back(v1::LoraServe::NewStub(ch));
+  return [&cfg, stubs](Driver* driver, RequestSpec spec) -> BenchCall* {
+    v1::LoraServe::Stub* stub = stubs->stubs[stubs->next].get();
+    stubs->next = (stubs->next + 1) % stubs->stubs.size();
+    return new GenerateCall(driver, cfg, std::move(spec), stub);
+  };
 }
+
+Driver::Driver(const BenchConfig& cfg, CallFactory make_call)
+    : cfg_(cfg), make_call_(std::move(make_call)) {}
 
 Driver::~Driver() {
   // Calls that never finished (see DriverOutcome::all_finished) are leaked on
   // purpose: their reactors may still be called.
 }
 
-void Driver::on_finished(GenerateCall* call) {
+void Driver::on_finished(BenchCall* call) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     finished_.push_back(call);
@@ -111,20 +126,18 @@ void Driver::on_finished(GenerateCall* call) {
 }
 
 void Driver::start_call(RequestSpec spec) {
-  auto* call = new GenerateCall(this, cfg_, std::move(spec));
+  BenchCall* call = make_call_(this, std::move(spec));
   live_.insert(call);
-  v1::LoraServe::Stub* stub = stubs_[next_stub_].get();
-  next_stub_ = (next_stub_ + 1) % stubs_.size();
-  call->start(stub);
+  call->start();
 }
 
 void Driver::reap(Metrics* metrics) {
-  std::vector<GenerateCall*> done;
+  std::vector<BenchCall*> done;
   {
     std::lock_guard<std::mutex> lock(mu_);
     done.swap(finished_);
   }
-  for (GenerateCall* call : done) {
+  for (BenchCall* call : done) {
     RequestRecord& r = call->record();
     if (r.code != grpc::StatusCode::OK && !r.cancelled_at_drain) errors_ += 1;
     metrics->add(std::move(r));
@@ -135,7 +148,7 @@ void Driver::reap(Metrics* metrics) {
 
 void Driver::cancel_all() {
   // No lock held: TryCancel may run reactor callbacks inline, which take mu_.
-  for (GenerateCall* call : live_) call->cancel();
+  for (BenchCall* call : live_) call->cancel();
 }
 
 DriverOutcome Driver::run(Workload* workload, Metrics* metrics) {

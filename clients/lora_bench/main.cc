@@ -11,6 +11,7 @@
 
 #include "clients/lora_bench/config.h"
 #include "clients/lora_bench/driver.h"
+#include "clients/lora_bench/openai_call.h"
 #include "clients/lora_bench/report.h"
 #include "clients/common/credentials.h"
 #include "clients/lora_bench/server_admin.h"
@@ -80,7 +81,19 @@ int run(const BenchConfig& cfg) {
   report.stats_before = before;
 
   Metrics metrics;
-  Driver driver(cfg, channels);
+  OpenAiTransport http(cfg);
+  CallFactory calls;
+  if (cfg.api == "openai") {
+    std::string error;
+    if (!http.start(&error)) {
+      std::fprintf(stderr, "lora-bench: %s\n", error.c_str());
+      return kExitFailed;
+    }
+    calls = http.calls();
+  } else {
+    calls = grpc_calls(cfg, channels);
+  }
+  Driver driver(cfg, std::move(calls));
   report.outcome = driver.run(workload.get(), &metrics);
 
   v1::Stats after;
@@ -128,7 +141,7 @@ int run(const BenchConfig& cfg) {
 
 int main(int argc, char** argv) {
   using namespace loraserve::bench;
-  CLI::App app{"lora-bench: asynchronous gRPC load generator for loraserve"};
+  CLI::App app{"lora-bench: asynchronous load generator for loraserve (gRPC or OpenAI HTTP+SSE)"};
   BenchConfig cfg;
   add_flags(app, &cfg);
   try {

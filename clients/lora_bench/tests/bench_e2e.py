@@ -43,11 +43,13 @@ def check(condition, message):
 
 def start_server(loraserve, work):
     port_file = os.path.join(work, "port")
+    http_port_file = os.path.join(work, "http-port")
     log = open(os.path.join(work, "server.log"), "w")
     server = subprocess.Popen(
         [loraserve, "serve", "--model", os.path.join(work, "synth", "model"),
          "--adapter-root", os.path.join(work, "synth", "adapters"),
          "--listen", "127.0.0.1:0", "--port-file", port_file, "--pool-mb", "64",
+         "--http-listen", "127.0.0.1:0", "--http-port-file", http_port_file,
          "--log-level", "warn"],
         stdout=log, stderr=subprocess.STDOUT)
 
@@ -69,8 +71,9 @@ def start_server(loraserve, work):
                  % (server.returncode, open(log.name).read()))
         try:
             port = open(port_file).read().strip()
-            if port:
-                return "127.0.0.1:" + port
+            http_port = open(http_port_file).read().strip()
+            if port and http_port:
+                return "127.0.0.1:" + port, "127.0.0.1:" + http_port
         except FileNotFoundError:
             pass
         time.sleep(0.05)
@@ -147,7 +150,7 @@ def main():
     subprocess.run([args.loraserve, "synth", "--preset", "tiny", "--out",
                     os.path.join(work, "synth"), "--adapters", "8", "--ranks", "8", "16", "32",
                     "64", "--seed", "7"], check=True, stdout=subprocess.DEVNULL, timeout=60)
-    addr = start_server(args.loraserve, work)
+    addr, http_addr = start_server(args.loraserve, work)
     synth = os.path.join(work, "synth")
 
     # 1. A bounded open-loop run over the 8 adapters, registered by --setup.
@@ -159,6 +162,13 @@ def main():
                            os.path.join(work, "good.json"))
     check_good_run(rc, report, 30)
     check(report["distinct_adapters_completed"] >= 2, "requests did not spread over adapters")
+
+    # 1b. The same workload as OpenAI HTTP+SSE streams (--api openai).
+    rc, report = run_bench(args.lora_bench,
+                           common + ["--api", "openai", "--http-addr", http_addr, "--setup", synth,
+                                     "--num-adapters", "8", "--rate", "20", "--num-requests", "30"],
+                           os.path.join(work, "openai.json"))
+    check_good_run(rc, report, 30)
 
     # 2. --setup again: the adapters exist already, which is not an error.
     rc, report = run_bench(args.lora_bench,
@@ -198,6 +208,13 @@ def main():
           "errors_by_code %s, want NOT_FOUND: 5" % report["errors_by_code"])
     check(report["run"]["completed"] == 1, "the known-adapter request did not complete")
     check("adapter-999" in report["first_error"], "first_error does not name the adapter")
+    rc, report = run_bench(args.lora_bench, ["--addr", addr, "--api", "openai", "--http-addr",
+                                             http_addr, "--trace", trace, "--num-requests", "100"],
+                           os.path.join(work, "unknown-openai.json"))
+    check(rc == EXIT_REQUEST_ERRORS, "unknown-adapter run over HTTP exited %d" % rc)
+    check(report["errors_by_code"] == {"NOT_FOUND": 5},
+          "HTTP errors_by_code %s, want NOT_FOUND: 5" % report["errors_by_code"])
+    check("adapter-999" in report["first_error"], "HTTP first_error does not name the adapter")
     print("PASS")
 
 
