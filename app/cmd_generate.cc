@@ -20,7 +20,9 @@ namespace {
 
 struct GenerateFlags {
   std::string model;
-  std::string adapter;
+  // One request per entry ("-" = the base model), all in one batch; none =
+  // one request on the base model.
+  std::vector<std::string> adapters;
   std::vector<int32_t> prompt_ids;
   std::string prompt;  // text, encoded with the model's tokenizer.json
   int32_t max_new_tokens = 16;
@@ -55,45 +57,49 @@ int run_generate(GenerateFlags f) {
   }
   if (f.prompt_ids.empty()) return fail(invalid_argument("give --prompt-ids or --prompt"));
 
-  std::unique_ptr<LoraAdapter> adapter;
-  if (!f.adapter.empty()) {
-    auto loaded = LoraAdapter::load_dir(f.adapter, config);
-    if (!loaded.ok()) return fail(loaded.status().with_context("loading adapter " + f.adapter));
-    adapter = std::move(*loaded);
-  }
+  std::vector<std::string> adapters = f.adapters;
+  if (adapters.empty()) adapters.push_back("-");
+  const size_t n_req = adapters.size();
 
   const int64_t tokens = static_cast<int64_t>(f.prompt_ids.size()) + f.max_new_tokens;
   auto engine = create_engine(f.engine, **weights,
-                              static_cast<int32_t>(std::max<int64_t>(tokens, 16)), 1);
+                              static_cast<int32_t>(std::max<int64_t>(tokens * n_req, 16)),
+                              static_cast<int32_t>(n_req));
   if (!engine.ok()) return fail(engine.status());
 
-  GenerationRequest req;
-  req.prompt = f.prompt_ids;
-  req.max_new_tokens = f.max_new_tokens;
-  req.sampling.temperature = f.temperature;
-  req.sampling.top_k = f.top_k;
-  req.sampling.top_p = f.top_p;
-  req.sampling.seed = f.seed;
-  req.stop_token_ids = f.stop_ids;
-  req.want_logits = !f.logits_out.empty();
-  if (adapter) {
-    Status s = (*engine)->register_adapter("cli", *adapter);
+  std::vector<GenerationRequest> reqs(n_req);
+  for (size_t i = 0; i < n_req; ++i) {
+    GenerationRequest& req = reqs[i];
+    req.prompt = f.prompt_ids;
+    req.max_new_tokens = f.max_new_tokens;
+    req.sampling.temperature = f.temperature;
+    req.sampling.top_k = f.top_k;
+    req.sampling.top_p = f.top_p;
+    req.sampling.seed = f.seed;
+    req.stop_token_ids = f.stop_ids;
+    req.want_logits = !f.logits_out.empty();
+    if (adapters[i] == "-") continue;
+    const std::string id = "cli-" + std::to_string(i);
+    auto loaded = LoraAdapter::load_dir(adapters[i], config);
+    if (!loaded.ok()) return fail(loaded.status().with_context("loading adapter " + adapters[i]));
+    Status s = (*engine)->register_adapter(id, **loaded);
     if (!s.ok()) return fail(s);
-    req.adapter_id = "cli";
+    req.adapter_id = id;
   }
 
   std::vector<GenerationResult> results;
-  Status s = generate(**engine, {req}, &results);
+  Status s = generate(**engine, reqs, &results);
   if (!s.ok()) return fail(s);
-  const GenerationResult& r = results[0];
 
-  if (!f.logits_out.empty()) {
-    std::ofstream out(f.logits_out, std::ios::binary);
-    for (const auto& row : r.logits) {
+  for (size_t i = 0; i < n_req && !f.logits_out.empty(); ++i) {
+    // One request: the file as named; several: FILE.0, FILE.1, ...
+    const std::string path = n_req == 1 ? f.logits_out : f.logits_out + "." + std::to_string(i);
+    std::ofstream out(path, std::ios::binary);
+    for (const auto& row : results[i].logits) {
       out.write(reinterpret_cast<const char*>(row.data()),
                 static_cast<std::streamsize>(row.size() * sizeof(float)));
     }
-    if (!out) return fail(internal_error("cannot write " + f.logits_out));
+    if (!out) return fail(internal_error("cannot write " + path));
   }
   if (f.stats) {
     const EngineStats st = (*engine)->stats();
@@ -106,27 +112,34 @@ int run_generate(GenerateFlags f) {
                      {"bytes_copied", st.adapters.bytes_copied}};
     std::fprintf(stderr, "%s\n", j.dump().c_str());
   }
-  if (f.json) {
-    nlohmann::json j;
-    j["tokens"] = r.tokens;
-    j["logprobs"] = r.logprobs;
-    j["finish_reason"] = r.finish == GenerationFinish::kStop ? "stop" : "length";
+  for (size_t i = 0; i < n_req; ++i) {
+    const GenerationResult& r = results[i];
+    if (f.json) {
+      nlohmann::json j;
+      if (n_req > 1) j["adapter"] = adapters[i];
+      j["tokens"] = r.tokens;
+      j["logprobs"] = r.logprobs;
+      j["finish_reason"] = r.finish == GenerationFinish::kStop ? "stop" : "length";
+      if (tokenizer) {
+        DecodeOptions o;
+        o.skip_special_tokens = true;
+        o.continuation = true;
+        j["text"] = tokenizer->decode(r.tokens, o);
+      }
+      std::printf("%s\n", j.dump().c_str());
+      continue;
+    }
+    if (n_req > 1) std::printf("[%s] ", adapters[i].c_str());
     if (tokenizer) {
       DecodeOptions o;
       o.skip_special_tokens = true;
       o.continuation = true;
-      j["text"] = tokenizer->decode(r.tokens, o);
+      std::printf("%s\n", tokenizer->decode(r.tokens, o).c_str());
+    } else {
+      std::printf("tokens:");
+      for (int32_t t : r.tokens) std::printf(" %d", t);
+      std::printf("\n");
     }
-    std::printf("%s\n", j.dump().c_str());
-  } else if (tokenizer) {
-    DecodeOptions o;
-    o.skip_special_tokens = true;
-    o.continuation = true;
-    std::printf("%s\n", tokenizer->decode(r.tokens, o).c_str());
-  } else {
-    std::printf("tokens:");
-    for (int32_t t : r.tokens) std::printf(" %d", t);
-    std::printf("\n");
   }
   return 0;
 }
@@ -137,7 +150,10 @@ void add_generate_command(CLI::App& app, Runner* runner) {
   auto f = std::make_shared<GenerateFlags>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate tokens offline with the engine");
   cmd->add_option("--model", f->model, "HF model directory")->required();
-  cmd->add_option("--adapter", f->adapter, "PEFT LoRA adapter directory");
+  cmd->add_option("--adapter", f->adapters,
+                  "PEFT LoRA adapter directory; repeat it to run one request per adapter in one "
+                  "batch (\"-\" = a request on the base model); JSON lines and --logits-out "
+                  "FILE.<i> follow their order");
   auto* ids = cmd->add_option("--prompt-ids", f->prompt_ids, "Prompt token ids, comma separated")
                   ->delimiter(',');
   auto* text = cmd->add_option("--prompt", f->prompt,

@@ -18,8 +18,9 @@ void add_synth_command(CLI::App& app, Runner* runner) {
     bool no_model = false;
   };
   auto flags = std::make_shared<Flags>();
-  CLI::App* cmd = app.add_subcommand("synth", "Write a synthetic HF Llama model and PEFT adapters");
-  cmd->add_option("--preset", flags->preset, "tiny | llama2-7b | llama3-8b")->capture_default_str();
+  CLI::App* cmd =
+      app.add_subcommand("synth", "Write a synthetic HF Llama/Mistral/Qwen model and PEFT adapters");
+  cmd->add_option("--preset", flags->preset, synth_preset_names())->capture_default_str();
   cmd->add_option("--out", flags->out, "Output directory (model/ and adapters/ go under it)")
       ->required();
   cmd->add_option("--adapters", flags->adapters, "Number of adapters")->capture_default_str();

@@ -80,6 +80,95 @@ Status require_positive(const char* key, int64_t v) {
   return ok_status();
 }
 
+struct FamilyName {
+  ModelFamily family;
+  const char* architecture;
+  const char* model_type;
+};
+constexpr FamilyName kFamilies[] = {
+    {ModelFamily::kLlama, "LlamaForCausalLM", "llama"},
+    {ModelFamily::kMistral, "MistralForCausalLM", "mistral"},
+    {ModelFamily::kQwen2, "Qwen2ForCausalLM", "qwen2"},
+    {ModelFamily::kQwen3, "Qwen3ForCausalLM", "qwen3"},
+};
+
+std::string supported_list(bool architectures) {
+  std::string s;
+  for (const FamilyName& f : kFamilies) {
+    if (!s.empty()) s += ", ";
+    s += architectures ? f.architecture : f.model_type;
+  }
+  return s;
+}
+
+// The family from `architectures` (its first entry, as transformers'
+// AutoModel uses) checked against `model_type`; from `model_type` alone
+// when `architectures` is absent.
+Status parse_family(const json& j, ModelConfig* c) {
+  auto mt = j.find("model_type");
+  auto arch = j.find("architectures");
+  const bool has_arch = arch != j.end() && !arch->is_null();
+  if (has_arch) {
+    if (!arch->is_array() || arch->empty() || !(*arch)[0].is_string()) {
+      return invalid_argument("config.json: architectures must be a non-empty list of strings, got " +
+                              arch->dump());
+    }
+    const std::string name = (*arch)[0].get<std::string>();
+    const FamilyName* found = nullptr;
+    for (const FamilyName& f : kFamilies) {
+      if (name == f.architecture) found = &f;
+    }
+    if (found == nullptr) {
+      return unimplemented("config.json: architectures " + arch->dump() +
+                           " is not supported (" + supported_list(true) + ")");
+    }
+    if (mt == j.end() || !mt->is_string()) {
+      return invalid_argument("config.json: missing field model_type");
+    }
+    if (mt->get<std::string>() != found->model_type) {
+      return invalid_argument("config.json: architectures names " + name + " but model_type is " +
+                              mt->dump() + " (expected \"" + found->model_type + "\")");
+    }
+    c->family = found->family;
+    c->model_type = found->model_type;
+    return ok_status();
+  }
+  if (mt == j.end() || !mt->is_string()) {
+    return invalid_argument("config.json: missing field model_type");
+  }
+  c->model_type = mt->get<std::string>();
+  for (const FamilyName& f : kFamilies) {
+    if (c->model_type == f.model_type) {
+      c->family = f.family;
+      return ok_status();
+    }
+  }
+  return unimplemented("config.json: model_type \"" + c->model_type + "\" is not supported (" +
+                       supported_list(false) + "; architectures " + supported_list(true) + ")");
+}
+
+// Qwen2/Qwen3 ship with use_sliding_window false; true (or a layer_types
+// list with sliding layers, newer transformers' spelling) is refused until
+// sliding-window attention is built.
+Status refuse_sliding_layers(const json& j) {
+  bool sliding = false;
+  LS_RETURN_IF_ERROR(get_bool(j, "use_sliding_window", &sliding));
+  if (sliding) {
+    return unimplemented(
+        "config.json: use_sliding_window true is not supported (sliding-window attention is not "
+        "built; the released Qwen2/Qwen2.5/Qwen3 checkpoints set it false)");
+  }
+  if (auto it = j.find("layer_types"); it != j.end() && it->is_array()) {
+    for (const json& t : *it) {
+      if (!t.is_string() || t.get<std::string>() != "full_attention") {
+        return unimplemented("config.json: layer_types entry " + t.dump() +
+                             " is not supported (only \"full_attention\")");
+      }
+    }
+  }
+  return ok_status();
+}
+
 Status parse_rope_scaling(const json& rs, ModelConfig* c) {
   if (rs.is_null()) return ok_status();
   if (!rs.is_object()) {
@@ -145,15 +234,8 @@ StatusOr<ModelConfig> ModelConfig::from_json_text(const std::string& text) {
   if (!j.is_object()) return invalid_argument("config.json is not a JSON object");
 
   ModelConfig c;
-  auto mt = j.find("model_type");
-  if (mt == j.end() || !mt->is_string()) {
-    return invalid_argument("config.json: missing field model_type");
-  }
-  c.model_type = mt->get<std::string>();
-  if (c.model_type != "llama" && c.model_type != "mistral") {
-    return unimplemented("config.json: model_type \"" + c.model_type +
-                         "\" is not supported (llama, mistral)");
-  }
+  LS_RETURN_IF_ERROR(parse_family(j, &c));
+  const bool qwen = c.family == ModelFamily::kQwen2 || c.family == ModelFamily::kQwen3;
 
   LS_RETURN_IF_ERROR(get_int(j, "hidden_size", true, &c.hidden_size));
   LS_RETURN_IF_ERROR(get_int(j, "intermediate_size", true, &c.intermediate_size));
@@ -177,7 +259,9 @@ StatusOr<ModelConfig> ModelConfig::from_json_text(const std::string& text) {
   }
   bool has_head_dim = false;
   LS_RETURN_IF_ERROR(get_int(j, "head_dim", false, &c.head_dim, &has_head_dim));
-  if (!has_head_dim) {
+  if (!has_head_dim && c.family == ModelFamily::kQwen3) {
+    c.head_dim = 128;  // Qwen3Config's default: config.head_dim always exists there
+  } else if (!has_head_dim) {
     if (c.hidden_size % c.num_attention_heads != 0) {
       return invalid_argument("config.json: hidden_size (" + std::to_string(c.hidden_size) +
                               ") is not a multiple of num_attention_heads (" +
@@ -191,7 +275,7 @@ StatusOr<ModelConfig> ModelConfig::from_json_text(const std::string& text) {
                             std::to_string(c.head_dim));
   }
 
-  c.max_position_embeddings = 2048;
+  c.max_position_embeddings = qwen ? 32768 : 2048;  // the transformers config defaults
   LS_RETURN_IF_ERROR(get_int(j, "max_position_embeddings", false, &c.max_position_embeddings));
   LS_RETURN_IF_ERROR(require_positive("max_position_embeddings", c.max_position_embeddings));
   LS_RETURN_IF_ERROR(get_number(j, "rms_norm_eps", false, &c.rms_norm_eps));
@@ -206,15 +290,19 @@ StatusOr<ModelConfig> ModelConfig::from_json_text(const std::string& text) {
                            " is not supported (only \"silu\")");
     }
   }
+  // Qwen2's q/k/v biases are fixed by the architecture (transformers reads
+  // no flag for them); elsewhere attention_bias would add o_proj's too.
   for (const char* key : {"attention_bias", "mlp_bias"}) {
+    if (c.family == ModelFamily::kQwen2 && std::string(key) == "attention_bias") continue;
     bool bias = false;
     LS_RETURN_IF_ERROR(get_bool(j, key, &bias));
     if (bias) return unimplemented(std::string("config.json: ") + key + " true is not supported");
   }
+  if (qwen) LS_RETURN_IF_ERROR(refuse_sliding_layers(j));
   if (auto it = j.find("rope_scaling"); it != j.end()) {
     LS_RETURN_IF_ERROR(parse_rope_scaling(*it, &c));
   }
-  if (c.model_type == "mistral") {
+  if (c.family == ModelFamily::kMistral) {
     if (auto it = j.find("sliding_window"); it != j.end() && !it->is_null()) {
       if (!it->is_number_integer()) {
         return invalid_argument("config.json: sliding_window must be an integer or null, got " +
@@ -247,17 +335,34 @@ StatusOr<ModelConfig> ModelConfig::from_file(const std::string& path) {
   return c;
 }
 
+const char* ModelConfig::architecture() const {
+  for (const FamilyName& f : kFamilies) {
+    if (f.family == family) return f.architecture;
+  }
+  return "LlamaForCausalLM";
+}
+
+// Written in the layout transformers' save_pretrained gives each family
+// (its fields, its defaults), so synthetic checkpoints look like real ones.
 std::string ModelConfig::to_json_text() const {
+  const FamilyName* f = &kFamilies[0];
+  for (const FamilyName& e : kFamilies) {
+    if (e.family == family) f = &e;
+  }
+  const bool qwen = family == ModelFamily::kQwen2 || family == ModelFamily::kQwen3;
   json j = json::object();
-  const bool mistral = model_type == "mistral";
-  j["architectures"] = {mistral ? "MistralForCausalLM" : "LlamaForCausalLM"};
-  j["model_type"] = model_type.empty() ? "llama" : model_type;
+  j["architectures"] = {f->architecture};
+  j["model_type"] = f->model_type;
   j["hidden_size"] = hidden_size;
   j["intermediate_size"] = intermediate_size;
   j["num_hidden_layers"] = num_hidden_layers;
   j["num_attention_heads"] = num_attention_heads;
   j["num_key_value_heads"] = num_key_value_heads;
-  j["head_dim"] = head_dim;
+  // Qwen2 configs carry no head_dim (hidden / heads); every other family
+  // here writes it (Qwen3 always, as its default is 128, not hidden / heads).
+  if (family != ModelFamily::kQwen2 || head_dim * num_attention_heads != hidden_size) {
+    j["head_dim"] = head_dim;
+  }
   j["vocab_size"] = vocab_size;
   j["max_position_embeddings"] = max_position_embeddings;
   j["rms_norm_eps"] = rms_norm_eps;
@@ -273,9 +378,14 @@ std::string ModelConfig::to_json_text() const {
     j["rope_scaling"] = nullptr;
   }
   j["hidden_act"] = "silu";
-  j["attention_bias"] = false;
-  if (mistral) {
+  if (family != ModelFamily::kQwen2) j["attention_bias"] = false;
+  if (family == ModelFamily::kMistral) {
     j["sliding_window"] = nullptr;
+  } else if (qwen) {
+    // As released: the window fields present, sliding-window attention off.
+    j["use_sliding_window"] = false;
+    j["sliding_window"] = family == ModelFamily::kQwen2 ? json(max_position_embeddings) : json(nullptr);
+    j["max_window_layers"] = num_hidden_layers;
   } else {
     j["mlp_bias"] = false;
     j["pretraining_tp"] = 1;

@@ -115,6 +115,15 @@ StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::open(const std::string& di
     expected.push_back({p + "mlp.gate_proj.weight", {&l.gate_proj, {inter, h}}});
     expected.push_back({p + "mlp.up_proj.weight", {&l.up_proj, {inter, h}}});
     expected.push_back({p + "mlp.down_proj.weight", {&l.down_proj, {h, inter}}});
+    if (c.qkv_bias()) {
+      expected.push_back({p + "self_attn.q_proj.bias", {&l.q_bias, {c.q_dim()}}});
+      expected.push_back({p + "self_attn.k_proj.bias", {&l.k_bias, {c.kv_dim()}}});
+      expected.push_back({p + "self_attn.v_proj.bias", {&l.v_bias, {c.kv_dim()}}});
+    }
+    if (c.qk_norm()) {
+      expected.push_back({p + "self_attn.q_norm.weight", {&l.q_norm, {c.head_dim}}});
+      expected.push_back({p + "self_attn.k_norm.weight", {&l.k_norm, {c.head_dim}}});
+    }
   }
 
   std::set<std::string> used;
@@ -135,7 +144,7 @@ StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::open(const std::string& di
   for (const auto& [name, info] : index) {
     if (used.count(name) || ends_with(name, ".rotary_emb.inv_freq")) continue;
     return invalid_argument("checkpoint in " + dir + " has unexpected tensor " + name + " " +
-                            shape_string(info->shape) + " (not part of a " + c.model_type +
+                            shape_string(info->shape) + " (not part of a " + c.architecture() +
                             " model with " + std::to_string(c.num_hidden_layers) + " layers)");
   }
   return w;

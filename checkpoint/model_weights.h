@@ -1,4 +1,4 @@
-// A Hugging Face Llama checkpoint on disk: config.json plus either one
+// A Hugging Face Llama-family checkpoint on disk: config.json plus either one
 // model.safetensors or shards listed by model.safetensors.index.json.
 // Tensors stay in the mmapped files (bf16 as stored); backends convert them
 // to their own layout once when the model is uploaded.
@@ -25,6 +25,12 @@ struct LayerTensors {
   const TensorInfo* gate_proj = nullptr;                 // [inter, hidden]
   const TensorInfo* up_proj = nullptr;                   // [inter, hidden]
   const TensorInfo* down_proj = nullptr;                 // [hidden, inter]
+  // Family extras (null when the family has none):
+  const TensorInfo* q_bias = nullptr;  // Qwen2 self_attn.q_proj.bias [q_dim]
+  const TensorInfo* k_bias = nullptr;  // Qwen2 self_attn.k_proj.bias [kv_dim]
+  const TensorInfo* v_bias = nullptr;  // Qwen2 self_attn.v_proj.bias [kv_dim]
+  const TensorInfo* q_norm = nullptr;  // Qwen3 self_attn.q_norm.weight [head_dim]
+  const TensorInfo* k_norm = nullptr;  // Qwen3 self_attn.k_norm.weight [head_dim]
 };
 
 class ModelWeights {

@@ -92,9 +92,18 @@ Dist model_dist(const ModelConfig& c, const std::string& name, const std::vector
     return name.size() >= suf.size() &&
            name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
   };
-  if (name == "model.embed_tokens.weight") return {0.0, 1.0};
+  // Tied: the table is the lm_head too, so it gets lm_head's scale (the
+  // first rmsnorm makes the embedding's scale irrelevant to layer 0).
+  if (name == "model.embed_tokens.weight") {
+    return {0.0, c.tie_word_embeddings ? 1.0 / std::sqrt(static_cast<double>(c.hidden_size)) : 1.0};
+  }
   if (name == "lm_head.weight") return {0.0, 1.0 / std::sqrt(static_cast<double>(c.hidden_size))};
+  // Qwen3's q/k norms: spread wider than the layer norms so that skipping
+  // or misplacing them changes the logits clearly.
+  if (ends("q_norm.weight") || ends("k_norm.weight")) return {1.0, 0.3};
   if (ends("norm.weight") || ends("layernorm.weight")) return {1.0, 0.1};
+  // Qwen2's q/k/v biases: the size of the projection's output entries.
+  if (ends(".bias")) return {0.0, 0.5};
   // Projections [out, in]: std 1/sqrt(fan_in) keeps activations O(1).
   return {0.0, 1.0 / std::sqrt(static_cast<double>(shape.back()))};
 }
@@ -126,6 +135,15 @@ Status write_model(const ModelConfig& c, uint64_t seed, const std::string& dir) 
     specs.push_back({p + "mlp.gate_proj.weight", DType::kBF16, {inter, h}});
     specs.push_back({p + "mlp.up_proj.weight", DType::kBF16, {inter, h}});
     specs.push_back({p + "mlp.down_proj.weight", DType::kBF16, {h, inter}});
+    if (c.qkv_bias()) {
+      specs.push_back({p + "self_attn.q_proj.bias", DType::kBF16, {c.q_dim()}});
+      specs.push_back({p + "self_attn.k_proj.bias", DType::kBF16, {c.kv_dim()}});
+      specs.push_back({p + "self_attn.v_proj.bias", DType::kBF16, {c.kv_dim()}});
+    }
+    if (c.qk_norm()) {
+      specs.push_back({p + "self_attn.q_norm.weight", DType::kBF16, {c.head_dim}});
+      specs.push_back({p + "self_attn.k_norm.weight", DType::kBF16, {c.head_dim}});
+    }
   }
   return write_safetensors_streaming(dir + "/model.safetensors", std::move(specs),
                                      [&](const TensorSpec& spec, std::string* bytes) {
@@ -200,6 +218,7 @@ Status write_adapter(const ModelConfig& c, uint64_t seed, int index, int rank,
 
 StatusOr<ModelConfig> synth_preset(const std::string& name) {
   ModelConfig c;
+  c.family = ModelFamily::kLlama;
   c.model_type = "llama";
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 10000.0;
@@ -207,6 +226,17 @@ StatusOr<ModelConfig> synth_preset(const std::string& name) {
   c.bos_token_id = 1;
   c.eos_token_id = 2;
   c.torch_dtype = "bfloat16";
+  c.head_dim = 0;  // hidden / heads unless a preset sets it
+  // Qwen2/Qwen3: "<|endoftext|>" (bos) and "<|im_end|>" (eos) as released.
+  auto qwen = [&](ModelFamily family, int64_t vocab, int64_t endoftext) {
+    c.family = family;
+    c.model_type = family == ModelFamily::kQwen2 ? "qwen2" : "qwen3";
+    c.rms_norm_eps = 1e-6;
+    c.rope_theta = 1000000.0;
+    c.vocab_size = vocab;
+    c.bos_token_id = endoftext;
+    c.eos_token_id = endoftext + 2;
+  };
   if (name == "tiny") {
     c.hidden_size = 256;
     c.num_hidden_layers = 4;
@@ -240,11 +270,63 @@ StatusOr<ModelConfig> synth_preset(const std::string& name) {
     c.rope_scaling = s;
     c.bos_token_id = 128000;
     c.eos_token_id = 128001;
+  } else if (name == "mistral-nemo-12b") {  // head_dim 128: q_dim 4096 != hidden 5120
+    c.family = ModelFamily::kMistral;
+    c.model_type = "mistral";
+    c.hidden_size = 5120;
+    c.num_hidden_layers = 40;
+    c.num_attention_heads = 32;
+    c.num_key_value_heads = 8;
+    c.head_dim = 128;
+    c.intermediate_size = 14336;
+    c.vocab_size = 131072;
+    c.max_position_embeddings = 1024000;
+    c.rope_theta = 1000000.0;
+  } else if (name == "qwen2-tiny") {  // Qwen2.5-0.5B-like: tied embeddings, q/k/v biases
+    qwen(ModelFamily::kQwen2, 1024, 1021);
+    c.hidden_size = 256;
+    c.num_hidden_layers = 4;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.intermediate_size = 512;
+    c.max_position_embeddings = 2048;
+    c.tie_word_embeddings = true;
+  } else if (name == "qwen2.5-7b") {
+    qwen(ModelFamily::kQwen2, 152064, 151643);
+    c.hidden_size = 3584;
+    c.num_hidden_layers = 28;
+    c.num_attention_heads = 28;
+    c.num_key_value_heads = 4;
+    c.intermediate_size = 18944;
+    c.max_position_embeddings = 32768;
+  } else if (name == "qwen3-tiny") {  // Qwen3-0.6B-like: q_dim = 2 * hidden, q/k norms
+    qwen(ModelFamily::kQwen3, 1024, 1021);
+    c.hidden_size = 256;
+    c.num_hidden_layers = 4;
+    c.num_attention_heads = 8;
+    c.num_key_value_heads = 2;
+    c.head_dim = 64;
+    c.intermediate_size = 512;
+    c.max_position_embeddings = 2048;
+  } else if (name == "qwen3-8b") {
+    qwen(ModelFamily::kQwen3, 151936, 151643);
+    c.hidden_size = 4096;
+    c.num_hidden_layers = 36;
+    c.num_attention_heads = 32;
+    c.num_key_value_heads = 8;
+    c.head_dim = 128;
+    c.intermediate_size = 12288;
+    c.max_position_embeddings = 40960;
   } else {
-    return invalid_argument("unknown synth preset \"" + name + "\" (tiny, llama2-7b, llama3-8b)");
+    return invalid_argument("unknown synth preset \"" + name + "\" (" + synth_preset_names() + ")");
   }
-  c.head_dim = c.hidden_size / c.num_attention_heads;
+  if (c.head_dim == 0) c.head_dim = c.hidden_size / c.num_attention_heads;
   return c;
+}
+
+std::string synth_preset_names() {
+  return "tiny, llama2-7b, llama3-8b, mistral-nemo-12b, qwen2-tiny, qwen2.5-7b, qwen3-tiny, "
+         "qwen3-8b";
 }
 
 Status synth_write(const SynthOptions& opts, const std::string& out_dir) {
@@ -288,8 +370,14 @@ Status synth_write(const SynthOptions& opts, const std::string& out_dir) {
     if (c.vocab_size >= 259 && c.bos_token_id >= 0 && c.eos_token_id >= 0 &&
         c.bos_token_id != c.eos_token_id && c.bos_token_id < c.vocab_size &&
         c.eos_token_id < c.vocab_size) {
-      LS_RETURN_IF_ERROR(write_trained_tokenizer(model_dir, c.vocab_size, c.bos_token_id,
-                                               c.eos_token_id, c.max_position_embeddings));
+      TokenizerTrainOptions tok;
+      tok.vocab_size = c.vocab_size;
+      tok.bos_id = c.bos_token_id;
+      tok.eos_id = c.eos_token_id;
+      tok.model_max_length = c.max_position_embeddings;
+      const bool qwen = c.family == ModelFamily::kQwen2 || c.family == ModelFamily::kQwen3;
+      tok.style = qwen ? TokenizerStyle::kChatMl : TokenizerStyle::kLlama;
+      LS_RETURN_IF_ERROR(write_trained_tokenizer(model_dir, tok));
     }
   }
   for (int i = 0; i < opts.num_adapters; ++i) {

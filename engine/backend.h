@@ -106,10 +106,20 @@ class Backend : public PoolWriter {
                              float eps, Tensor out) = 0;
   // y = x W^T (W is [out, in], nn.Linear layout)
   virtual Status linear(const Tensor& x, const Tensor& w, Tensor y) = 0;
+  // y = x W^T + bias, `bias` [1, out] added to every row (Qwen2's q/k/v
+  // projections). bf16 backends round once, after the bias, as torch's
+  // addmm does; the LoRA delta is added afterwards by lora(), as PEFT adds it
+  // to the biased base layer's output.
+  virtual Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) = 0;
   // y[rows of each segment] += scale * (x A^T) Bt with A and Bt read from
   // the segment's pool pages; `scratch` holds >= max rank columns.
   virtual Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
                       Tensor scratch) = 0;
+  // Per-head RMSNorm of q [T, nq*hd] and k [T, nkv*hd] in place, each
+  // head_dim slice scaled by q_weight / k_weight [1, hd] (Qwen3's q_norm and
+  // k_norm; after the projections and their LoRA, before rope).
+  virtual Status qk_norm(Tensor q, Tensor k, const Tensor& q_weight, const Tensor& k_weight,
+                         float eps) = 0;
   // Rotary embedding of q [T, nq*hd] and k [T, nkv*hd] at the plan's positions.
   virtual Status rope(Tensor q, Tensor k) = 0;
   // Writes this step's K/V rows of `layer` into the pool pages of the plan.

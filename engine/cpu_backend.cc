@@ -11,10 +11,12 @@
 #include "engine/backend.h"
 #include "checkpoint/safetensors.h"
 #include "kernels/attention/attention.h"
+#include "kernels/bias/bias.h"
 #include "kernels/embedding/embedding.h"
 #include "engine/step_plan.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/lora/lora_paged.h"
+#include "kernels/qk_norm/qk_norm.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
@@ -142,6 +144,16 @@ class CpuBackend final : public Backend {
     return kernels::gemm_blas(p);
   }
 
+  Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) override {
+    if (bias.rows * bias.cols != w.rows) {
+      return invalid_argument("cpu backend: bias has " + std::to_string(bias.rows * bias.cols) +
+                              " values for " + std::to_string(w.rows) + " outputs");
+    }
+    LS_RETURN_IF_ERROR(check_f32(bias, "bias"));
+    LS_RETURN_IF_ERROR(linear(x, w, y));
+    return kernels::bias_add_ref(kernels::BiasAddParams{f32(y), f32(bias), y.rows, y.cols});
+  }
+
   Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
               Tensor scratch) override {
     if (segments.empty()) return ok_status();
@@ -207,6 +219,26 @@ class CpuBackend final : public Backend {
                   std::min(page, bytes - i * page));
     }
     return ok_status();
+  }
+
+  Status qk_norm(Tensor q, Tensor k, const Tensor& q_weight, const Tensor& k_weight,
+                 float eps) override {
+    const int64_t hd = info_.head_dim;
+    if (q.cols != info_.num_q_heads * hd || k.cols != info_.num_kv_heads * hd || q.rows != k.rows ||
+        q_weight.rows * q_weight.cols != hd || k_weight.rows * k_weight.cols != hd) {
+      return invalid_argument("cpu backend: qk_norm shape mismatch");
+    }
+    kernels::QkNormParams p;
+    p.q = f32(q);
+    p.k = f32(k);
+    p.q_weight = f32(q_weight);
+    p.k_weight = f32(k_weight);
+    p.num_tokens = q.rows;
+    p.num_q_heads = info_.num_q_heads;
+    p.num_kv_heads = info_.num_kv_heads;
+    p.head_dim = hd;
+    p.eps = eps;
+    return kernels::qk_norm_ref(p);
   }
 
   Status rope(Tensor q, Tensor k) override {

@@ -41,8 +41,10 @@
 #include "checkpoint/safetensors.h"
 #include "engine/step_plan.h"
 #include "kernels/attention/attention.h"
+#include "kernels/bias/bias.h"
 #include "kernels/embedding/embedding.h"
 #include "kernels/lora/lora_paged.h"
+#include "kernels/qk_norm/qk_norm.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
@@ -330,28 +332,30 @@ class CudaBackend final : public Backend {
     return kernels::launch_add_rmsnorm_bf16(p, compute_);
   }
 
-  // Row-major y[m,n] = x[m,k] W[n,k]^T is, in cuBLAS's column-major terms,
-  // Y^T (n x m) = W (n x k, stored as a k x n column-major matrix, so op T)
-  // times X^T (k x m, x's storage as is, op N).
   Status linear(const Tensor& x, const Tensor& w, Tensor y) override {
-    LS_RETURN_IF_ERROR(check_bf16(x, "linear x"));
-    LS_RETURN_IF_ERROR(check_bf16(w, "linear w"));
+    return gemm(x, w, y, /*accumulate=*/false);
+  }
+
+  // The bias goes into every row of y first and the GEMM adds x W^T onto it
+  // (beta = 1): the fp32 sum is rounded to bf16 once, as torch's addmm.
+  Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) override {
+    LS_RETURN_IF_ERROR(check_bf16(bias, "linear bias"));
     LS_RETURN_IF_ERROR(check_bf16(y, "linear y"));
     if (x.cols != w.cols || y.cols != w.rows || x.rows != y.rows) {
       return invalid_argument("cuda backend: linear shape mismatch");
     }
-    if (x.rows == 0) return ok_status();
-    if (x.rows > INT32_MAX || w.rows > INT32_MAX || w.cols > INT32_MAX) {
-      return invalid_argument("cuda backend: linear too large for cuBLAS int sizes");
+    if (bias.rows * bias.cols != w.rows) {
+      return invalid_argument("cuda backend: bias has " + std::to_string(bias.rows * bias.cols) +
+                              " values for " + std::to_string(w.rows) + " outputs");
     }
-    const int m = static_cast<int>(w.rows);  // rows of Y^T
-    const int n = static_cast<int>(x.rows);  // cols of Y^T
-    const int k = static_cast<int>(w.cols);
-    const float alpha = 1.0f, beta = 0.0f;
-    LS_CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w.data,
-                                 CUDA_R_16BF, k, x.data, CUDA_R_16BF, k, &beta, y.data, CUDA_R_16BF,
-                                 m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    return ok_status();
+    kernels::BiasBf16Params p;
+    p.y = bf(y);
+    p.bias = bf(bias);
+    p.rows = y.rows;
+    p.cols = y.cols;
+    p.mode = kernels::BiasMode::kBroadcast;
+    LS_RETURN_IF_ERROR(kernels::launch_bias_bf16(p, compute_));
+    return gemm(x, w, y, /*accumulate=*/true);
   }
 
   Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
@@ -481,6 +485,30 @@ class CudaBackend final : public Backend {
     ep.num_segments = sp.num_segments;
     ep.max_rank = max_rank;
     return kernels::launch_lora_expand_paged_bf16(ep, compute_);
+  }
+
+  Status qk_norm(Tensor q, Tensor k, const Tensor& q_weight, const Tensor& k_weight,
+                 float eps) override {
+    LS_RETURN_IF_ERROR(check_bf16(q, "qk_norm q"));
+    LS_RETURN_IF_ERROR(check_bf16(k, "qk_norm k"));
+    LS_RETURN_IF_ERROR(check_bf16(q_weight, "qk_norm q_weight"));
+    LS_RETURN_IF_ERROR(check_bf16(k_weight, "qk_norm k_weight"));
+    const int64_t hd = info_.head_dim;
+    if (q.cols != info_.num_q_heads * hd || k.cols != info_.num_kv_heads * hd || q.rows != k.rows ||
+        q_weight.rows * q_weight.cols != hd || k_weight.rows * k_weight.cols != hd) {
+      return invalid_argument("cuda backend: qk_norm shape mismatch");
+    }
+    kernels::QkNormBf16Params p;
+    p.q = bf(q);
+    p.k = bf(k);
+    p.q_weight = bf(q_weight);
+    p.k_weight = bf(k_weight);
+    p.num_tokens = q.rows;
+    p.num_q_heads = info_.num_q_heads;
+    p.num_kv_heads = info_.num_kv_heads;
+    p.head_dim = hd;
+    p.eps = eps;
+    return kernels::launch_qk_norm_bf16(p, compute_);
   }
 
   Status rope(Tensor q, Tensor k) override {
@@ -629,6 +657,31 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // y = x W^T (+ y when `accumulate`), bf16 in and out, fp32 compute.
+  // Row-major y[m,n] = x[m,k] W[n,k]^T is, in cuBLAS's column-major terms,
+  // Y^T (n x m) = W (n x k, stored as a k x n column-major matrix, so op T)
+  // times X^T (k x m, x's storage as is, op N).
+  Status gemm(const Tensor& x, const Tensor& w, Tensor y, bool accumulate) {
+    LS_RETURN_IF_ERROR(check_bf16(x, "linear x"));
+    LS_RETURN_IF_ERROR(check_bf16(w, "linear w"));
+    LS_RETURN_IF_ERROR(check_bf16(y, "linear y"));
+    if (x.cols != w.cols || y.cols != w.rows || x.rows != y.rows) {
+      return invalid_argument("cuda backend: linear shape mismatch");
+    }
+    if (x.rows == 0) return ok_status();
+    if (x.rows > INT32_MAX || w.rows > INT32_MAX || w.cols > INT32_MAX) {
+      return invalid_argument("cuda backend: linear too large for cuBLAS int sizes");
+    }
+    const int m = static_cast<int>(w.rows);  // rows of Y^T
+    const int n = static_cast<int>(x.rows);  // cols of Y^T
+    const int k = static_cast<int>(w.cols);
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    LS_CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w.data,
+                                 CUDA_R_16BF, k, x.data, CUDA_R_16BF, k, &beta, y.data, CUDA_R_16BF,
+                                 m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return ok_status();
+  }
+
   Status step_ready() const {
     if (plan_ == nullptr) return failed_precondition("cuda backend: no step begun");
     return ok_status();

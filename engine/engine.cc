@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 #include <unordered_set>
+#include <utility>
 
 #include "engine/adapter_image.h"
 #include "engine/step_plan.h"
@@ -92,6 +93,14 @@ Status Engine::upload_model(const ModelWeights& weights) {
     LS_RETURN_IF_ERROR(up(l.gate_proj, &w.gate));
     LS_RETURN_IF_ERROR(up(l.up_proj, &w.up));
     LS_RETURN_IF_ERROR(up(l.down_proj, &w.down));
+    const std::pair<const TensorInfo*, Tensor*> extras[] = {{l.q_bias, &w.q_bias},
+                                                             {l.k_bias, &w.k_bias},
+                                                             {l.v_bias, &w.v_bias},
+                                                             {l.q_norm, &w.q_norm},
+                                                             {l.k_norm, &w.k_norm}};
+    for (const auto& [t, out] : extras) {
+      if (t != nullptr) LS_RETURN_IF_ERROR(up(t, out));
+    }
     layers_.push_back(w);
   }
   return ok_status();

@@ -129,6 +129,8 @@ class Engine {
  private:
   struct LayerWeights {
     Tensor input_norm, q, k, v, o, post_norm, gate, up, down;
+    Tensor q_bias, k_bias, v_bias;  // Qwen2; data null otherwise
+    Tensor q_norm, k_norm;          // Qwen3; data null otherwise
   };
   struct Activations {
     Tensor residual, x, q, k, v, attn, o, gate, up, act, mlp_out, lora_scratch, sample_x, logits;

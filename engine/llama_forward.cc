@@ -1,6 +1,7 @@
-// The Llama forward pass over one step's flattened token batch, written once
-// against Backend. Per layer:
-//   x = rmsnorm(h); q,k,v = x W^T (+ LoRA); rope; append K/V to the pages;
+// The Llama-family forward pass over one step's flattened token batch,
+// written once against Backend. Per layer:
+//   x = rmsnorm(h); q,k,v = x W^T (+ bias: Qwen2) (+ LoRA);
+//   (Qwen3: q, k = per-head rmsnorm(q, k)); rope; append K/V to the pages;
 //   attn = causal GQA attention; o = attn Wo^T (+ LoRA); h += o;
 //   x = rmsnorm(h); g,u = x W^T (+ LoRA); m = (silu(g) * u) Wd^T (+ LoRA); h += m
 // then the final norm and lm_head on the rows that sample.
@@ -27,10 +28,16 @@ Status Engine::forward(const std::vector<AdapterRun>& runs, int64_t num_tokens,
   Tensor scratch = act_.lora_scratch.first_rows(n);
   std::vector<LoraSegmentRef> segs;
 
-  // A projection followed by its LoRA delta for the segments that adapt it.
-  auto project = [&](const Tensor& in, const Tensor& w, Tensor out, int64_t layer,
-                     LoraModule m) -> Status {
-    LS_RETURN_IF_ERROR(b.linear(in, w, out));
+  // A projection (with its bias, if the layer has one) followed by its LoRA
+  // delta for the segments that adapt it: PEFT adds the delta to the output
+  // of the biased base layer.
+  auto project = [&](const Tensor& in, const Tensor& w, Tensor out, int64_t layer, LoraModule m,
+                     const Tensor& bias = Tensor{}) -> Status {
+    if (bias.data != nullptr) {
+      LS_RETURN_IF_ERROR(b.linear_bias(in, w, bias, out));
+    } else {
+      LS_RETURN_IF_ERROR(b.linear(in, w, out));
+    }
     lora_segments(runs, layer, m, &segs);
     if (segs.empty()) return ok_status();
     return b.lora(in, out, segs, scratch);
@@ -44,9 +51,12 @@ Status Engine::forward(const std::vector<AdapterRun>& runs, int64_t num_tokens,
     } else {
       LS_RETURN_IF_ERROR(b.add_rmsnorm(h, mlp_out, w.input_norm, eps, x));
     }
-    LS_RETURN_IF_ERROR(project(x, w.q, q, l, LoraModule::kQ));
-    LS_RETURN_IF_ERROR(project(x, w.k, k, l, LoraModule::kK));
-    LS_RETURN_IF_ERROR(project(x, w.v, v, l, LoraModule::kV));
+    LS_RETURN_IF_ERROR(project(x, w.q, q, l, LoraModule::kQ, w.q_bias));
+    LS_RETURN_IF_ERROR(project(x, w.k, k, l, LoraModule::kK, w.k_bias));
+    LS_RETURN_IF_ERROR(project(x, w.v, v, l, LoraModule::kV, w.v_bias));
+    if (w.q_norm.data != nullptr) {
+      LS_RETURN_IF_ERROR(b.qk_norm(q, k, w.q_norm, w.k_norm, eps));
+    }
     LS_RETURN_IF_ERROR(b.rope(q, k));
     LS_RETURN_IF_ERROR(b.kv_append(static_cast<int32_t>(l), k, v));
     LS_RETURN_IF_ERROR(b.attention(static_cast<int32_t>(l), q, attn));

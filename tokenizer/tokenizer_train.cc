@@ -13,9 +13,9 @@
 
 namespace loraserve {
 
-// ChatML as Qwen2.5 writes it, after the tokenizer's BOS (the synth models
-// are Llama-shaped and add one): the demo and the tests can chat.
-const char kChatMlTemplate[] =
+// ChatML after the tokenizer's BOS, for the Llama-shaped synth models (which
+// add one): the demo and the tests can chat.
+const char kLlamaChatMlTemplate[] =
     "{{ bos_token }}"
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
@@ -90,8 +90,32 @@ const std::string& tokenizer_training_corpus() {
   return corpus;
 }
 
+const char kChatMlTemplate[] =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
+    "}}{% endif %}";
+
+namespace {
+
+// Qwen2's pre-tokenizer regex (tokenizer.json of Qwen2, Qwen2.5 and Qwen3).
+const char kQwen2Pattern[] =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+}  // namespace
+
 StatusOr<TrainedTokenizerFiles> train_tokenizer(int64_t vocab_size, int64_t bos_id, int64_t eos_id,
                                               int64_t model_max_length) {
+  TokenizerTrainOptions o;
+  o.vocab_size = vocab_size;
+  o.bos_id = bos_id;
+  o.eos_id = eos_id;
+  o.model_max_length = model_max_length;
+  return train_tokenizer(o);
+}
+
+StatusOr<TrainedTokenizerFiles> train_tokenizer(const TokenizerTrainOptions& options) {
+  const int64_t vocab_size = options.vocab_size, bos_id = options.bos_id, eos_id = options.eos_id;
+  const bool chatml = options.style == TokenizerStyle::kChatMl;
   if (vocab_size < 259 || vocab_size > (1 << 24)) {
     return invalid_argument("synth tokenizer: vocab_size " + std::to_string(vocab_size) +
                             " must be in [259, 2^24]");
@@ -99,16 +123,23 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(int64_t vocab_size, int64_t bos_
   if (bos_id < 0 || bos_id >= vocab_size || eos_id < 0 || eos_id >= vocab_size || bos_id == eos_id) {
     return invalid_argument("synth tokenizer: bos/eos ids must be distinct ids below vocab_size");
   }
+  if (chatml && (eos_id - 1 == bos_id || eos_id == 0)) {
+    return invalid_argument(
+        "synth tokenizer: ChatML puts <|im_start|> at eos_id - 1, which must be free");
+  }
   const size_t n = static_cast<size_t>(vocab_size);
   std::vector<std::string> special(n);  // non-empty: an added special token
-  special[static_cast<size_t>(bos_id)] = "<s>";
-  special[static_cast<size_t>(eos_id)] = "</s>";
-  size_t next = 0;
-  auto next_free = [&]() {
+  if (chatml) {
+    special[static_cast<size_t>(bos_id)] = "<|endoftext|>";
+    special[static_cast<size_t>(eos_id - 1)] = "<|im_start|>";
+    special[static_cast<size_t>(eos_id)] = "<|im_end|>";
+  } else {
+    special[static_cast<size_t>(bos_id)] = "<s>";
+    special[static_cast<size_t>(eos_id)] = "</s>";
+    size_t next = 0;
     while (next < n && !special[next].empty()) ++next;
-    return next;
-  };
-  special[next_free()] = "<unk>";
+    special[next] = "<unk>";
+  }
   std::vector<std::string> tok_bytes(n);  // model tokens: raw bytes
   std::vector<uint8_t> used(n, 0);
   for (size_t i = 0; i < n; ++i) used[i] = !special[i].empty();
@@ -129,7 +160,8 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(int64_t vocab_size, int64_t bos_
     by_bytes[tok_bytes[static_cast<size_t>(id)]] = static_cast<int32_t>(id);
   }
   // Pre-tokenize the corpus with the GPT-2 regex; count words.
-  LS_ASSIGN_OR_RETURN(auto regex, tokenizer_internal::Regex::compile(tokenizer_internal::kGpt2Pattern));
+  LS_ASSIGN_OR_RETURN(auto regex, tokenizer_internal::Regex::compile(
+                                      chatml ? kQwen2Pattern : tokenizer_internal::kGpt2Pattern));
   std::map<std::string, int64_t> word_count;
   const std::string& corpus = tokenizer_training_corpus();
   regex->for_each_match(corpus, [&](size_t b, size_t e) { ++word_count[corpus.substr(b, e - b)]; });
@@ -199,8 +231,9 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(int64_t vocab_size, int64_t bos_
   }
   json vocab = json::object();
   for (size_t i = 0; i < n; ++i) {
-    // Specials are in the model vocab too (as in Llama's files): Hugging
-    // Face gives an added token missing from it an id after the vocab.
+    // Specials are in the model vocab too (as in Llama's files; Qwen's list
+    // them in added_tokens only, which loads the same): Hugging Face gives
+    // an added token missing from the vocab an id after it.
     vocab[special[i].empty() ? tokenizer_internal::bytes_to_byte_level(tok_bytes[i]) : special[i]] = i;
   }
   json merge_list = json::array();
@@ -209,47 +242,104 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(int64_t vocab_size, int64_t bos_
                          " " +
                          tokenizer_internal::bytes_to_byte_level(tok_bytes[static_cast<size_t>(b)]));
   }
-  const std::string bos = special[static_cast<size_t>(bos_id)];
-  json root = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single", json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                                {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-        {"pair", json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                              {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
-                              {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-        {"special_tokens",
-         {{bos, {{"id", bos}, {"ids", json::array({bos_id})}, {"tokens", json::array({bos})}}}}}}},
-      {"decoder",
-       {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"model",
-       {{"type", "BPE"},
-        {"dropout", nullptr},
-        {"unk_token", nullptr},
-        {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr},
-        {"fuse_unk", false},
-        {"byte_fallback", false},
-        {"ignore_merges", false},
-        {"vocab", vocab},
-        {"merges", merge_list}}}};
-  json config = {{"add_bos_token", true},
-                 {"add_eos_token", false},
-                 {"bos_token", "<s>"},
-                 {"eos_token", "</s>"},
-                 {"unk_token", "<unk>"},
-                 {"clean_up_tokenization_spaces", false},
-                 {"model_max_length", model_max_length},
-                 {"tokenizer_class", "PreTrainedTokenizerFast"},
-                 {"chat_template", kChatMlTemplate}};
+  json model = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", nullptr},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", false},
+                {"byte_fallback", false},
+                {"ignore_merges", false},
+                {"vocab", vocab},
+                {"merges", merge_list}};
+  json root;
+  json config;
+  if (chatml) {
+    // As Qwen2's files: no BOS anywhere, ByteLevel without prefix spaces.
+    model["continuing_subword_prefix"] = "";
+    model["end_of_word_suffix"] = "";
+    const json byte_level = {{"type", "ByteLevel"},
+                             {"add_prefix_space", false},
+                             {"trim_offsets", false},
+                             {"use_regex", false}};
+    root = {{"version", "1.0"},
+            {"truncation", nullptr},
+            {"padding", nullptr},
+            {"added_tokens", added},
+            {"normalizer", {{"type", "NFC"}}},
+            {"pre_tokenizer",
+             {{"type", "Sequence"},
+              {"pretokenizers",
+               json::array({{{"type", "Split"},
+                             {"pattern", {{"Regex", kQwen2Pattern}}},
+                             {"behavior", "Isolated"},
+                             {"invert", false}},
+                            byte_level})}}},
+            {"post_processor", byte_level},
+            {"decoder", byte_level},
+            {"model", model}};
+    json decoder = json::object();
+    for (const json &t : added) {
+      json entry = t;
+      entry.erase("id");
+      decoder[std::to_string(t["id"].get<size_t>())] = entry;
+    }
+    config = {{"add_prefix_space", false},
+              {"added_tokens_decoder", decoder},
+              {"additional_special_tokens",
+               json::array({"<|im_start|>", "<|im_end|>"})},
+              {"bos_token", nullptr},
+              {"chat_template", kChatMlTemplate},
+              {"clean_up_tokenization_spaces", false},
+              {"eos_token", "<|im_end|>"},
+              {"errors", "replace"},
+              {"model_max_length", options.model_max_length},
+              {"pad_token", "<|endoftext|>"},
+              {"split_special_tokens", false},
+              {"tokenizer_class", "Qwen2Tokenizer"},
+              {"unk_token", nullptr}};
+  } else {
+    const std::string bos = special[static_cast<size_t>(bos_id)];
+    root = {{"version", "1.0"},
+            {"truncation", nullptr},
+            {"padding", nullptr},
+            {"added_tokens", added},
+            {"normalizer", nullptr},
+            {"pre_tokenizer",
+             {{"type", "ByteLevel"},
+              {"add_prefix_space", false},
+              {"trim_offsets", true},
+              {"use_regex", true}}},
+            {"post_processor",
+             {{"type", "TemplateProcessing"},
+              {"single",
+               json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                            {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+              {"pair",
+               json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                            {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                            {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
+                            {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+              {"special_tokens",
+               {{bos,
+                 {{"id", bos},
+                  {"ids", json::array({bos_id})},
+                  {"tokens", json::array({bos})}}}}}}},
+            {"decoder",
+             {{"type", "ByteLevel"},
+              {"add_prefix_space", true},
+              {"trim_offsets", true},
+              {"use_regex", true}}},
+            {"model", model}};
+    config = {{"add_bos_token", true},
+              {"add_eos_token", false},
+              {"bos_token", "<s>"},
+              {"eos_token", "</s>"},
+              {"unk_token", "<unk>"},
+              {"clean_up_tokenization_spaces", false},
+              {"model_max_length", options.model_max_length},
+              {"tokenizer_class", "PreTrainedTokenizerFast"}};
+  }
   TrainedTokenizerFiles files;
   files.tokenizer_json = root.dump(1) + "\n";
   files.tokenizer_config_json = config.dump(2) + "\n";
@@ -258,8 +348,16 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(int64_t vocab_size, int64_t bos_
 
 Status write_trained_tokenizer(const std::string& dir, int64_t vocab_size, int64_t bos_id,
                              int64_t eos_id, int64_t model_max_length) {
-  LS_ASSIGN_OR_RETURN(TrainedTokenizerFiles files,
-                      train_tokenizer(vocab_size, bos_id, eos_id, model_max_length));
+  TokenizerTrainOptions o;
+  o.vocab_size = vocab_size;
+  o.bos_id = bos_id;
+  o.eos_id = eos_id;
+  o.model_max_length = model_max_length;
+  return write_trained_tokenizer(dir, o);
+}
+
+Status write_trained_tokenizer(const std::string& dir, const TokenizerTrainOptions& options) {
+  LS_ASSIGN_OR_RETURN(TrainedTokenizerFiles files, train_tokenizer(options));
   for (const auto& [name, text] : {std::pair<std::string, const std::string*>{"tokenizer.json", &files.tokenizer_json},
                                    {"tokenizer_config.json", &files.tokenizer_config_json}}) {
     const std::string path = dir + "/" + name;

@@ -282,5 +282,165 @@ TEST(CudaBackendOps, EachOpMatchesCpuBackend) {
   }
 }
 
+// Qwen shapes: q_dim (4 heads of 64 = 256) twice the hidden size (128, as
+// Qwen3-0.6B's 2048 over 1024), q/k/v projections with a bias (Qwen2) and
+// the per-head q/k RMSNorm (Qwen3), LoRA into q (out q_dim) and o (in
+// q_dim), then rope, the paged KV and attention, prefill and decode.
+TEST(CudaBackendOps, QwenOpsMatchCpuBackend) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(78);
+  const Plans plans = make_plans(rng);
+  const int64_t T = static_cast<int64_t>(plans.p1.token_ids.size());
+  const int64_t hidden = 128, qdim = kNq * kHd, kvdim = kNkv * kHd;
+  ASSERT_NE(qdim, hidden);
+
+  BackendModelInfo info;
+  info.hidden = hidden;
+  info.num_q_heads = kNq;
+  info.num_kv_heads = kNkv;
+  info.head_dim = kHd;
+  info.num_layers = kLayers;
+  info.vocab = kVocab;
+  info.rope_inv_freq = kernels::rope_inv_freq(kHd, 1000000.0, nullptr);
+
+  const float ws = 1.0f / std::sqrt(static_cast<float>(hidden));
+  const auto x = rounded(random_vec(T * hidden, 21));
+  const auto wq = rounded(random_vec(qdim * hidden, 22, -ws * 1.7f, ws * 1.7f));
+  const auto wk = rounded(random_vec(kvdim * hidden, 23, -ws * 1.7f, ws * 1.7f));
+  const auto wv = rounded(random_vec(kvdim * hidden, 24, -ws * 1.7f, ws * 1.7f));
+  const float wos = 1.0f / std::sqrt(static_cast<float>(qdim));
+  const auto wo = rounded(random_vec(hidden * qdim, 25, -wos * 1.7f, wos * 1.7f));
+  // Biases of the size of the projections' outputs, k's larger (as Qwen2's are).
+  const auto bq = rounded(random_vec(qdim, 26, -1.0f, 1.0f));
+  const auto bk = rounded(random_vec(kvdim, 27, -4.0f, 4.0f));
+  const auto bv = rounded(random_vec(kvdim, 28, -0.5f, 0.5f));
+  const auto qn = rounded(random_vec(kHd, 29, 0.3f, 2.0f));
+  const auto kn = rounded(random_vec(kHd, 30, 0.3f, 2.0f));
+
+  // Adapter image: rank 8 on q (A [8, hidden], Bt [8, qdim]) and rank 16 on
+  // o (A [16, qdim], Bt [16, hidden]).
+  const int64_t page_elems = 2ll * kPageTokens * kvdim;
+  const int32_t rq = 8, ro = 16;
+  const int64_t aq = 0, btq = aq + rq * hidden, ao = btq + rq * qdim, bto = ao + ro * qdim;
+  const int64_t image_elems = bto + ro * hidden;
+  const auto image = rounded(random_vec(static_cast<size_t>(image_elems), 31, -0.2f, 0.2f));
+  const int32_t image_pages = static_cast<int32_t>((image_elems + page_elems - 1) / page_elems);
+  std::vector<int32_t> adapter_pages;
+  for (int32_t p = kNumPages - 1; p >= 0 && static_cast<int32_t>(adapter_pages.size()) < image_pages;
+       --p) {
+    if (std::find(plans.p1.kv_page_ids.begin(), plans.p1.kv_page_ids.end(), p) ==
+        plans.p1.kv_page_ids.end()) {
+      adapter_pages.push_back(p);
+    }
+  }
+  ASSERT_EQ(static_cast<int32_t>(adapter_pages.size()), image_pages);
+
+  struct Q {
+    std::unique_ptr<Backend> b;
+    Tensor x, wq, wk, wv, wo, bq, bk, bv, qn, kn, q, k, v, attn, o, scratch;
+  };
+  Q cpu, gpu;
+  cpu.b = create_cpu_backend();
+  auto g = create_backend("cuda");
+  ASSERT_TRUE(g.ok()) << g.status();
+  gpu.b = std::move(*g);
+  for (Q* s : {&cpu, &gpu}) {
+    Backend& b = *s->b;
+    PoolGeometry geom;
+    geom.num_pages = kNumPages;
+    geom.kv_page_tokens = kPageTokens;
+    geom.page_bytes = 2ll * kPageTokens * kvdim * static_cast<int64_t>(dtype_size(b.activation_dtype()));
+    ASSERT_TRUE(b.init(info, geom).ok());
+    auto up = [&](const std::vector<float>& v, int64_t rows, int64_t cols) {
+      auto t = b.upload_f32(v.data(), rows, cols);
+      EXPECT_TRUE(t.ok()) << t.status();
+      return t.ok() ? *t : Tensor{};
+    };
+    auto alloc = [&](int64_t rows, int64_t cols) {
+      auto t = b.allocate_activation(rows, cols);
+      EXPECT_TRUE(t.ok()) << t.status();
+      return t.ok() ? *t : Tensor{};
+    };
+    s->x = up(x, T, hidden);
+    s->wq = up(wq, qdim, hidden);
+    s->wk = up(wk, kvdim, hidden);
+    s->wv = up(wv, kvdim, hidden);
+    s->wo = up(wo, hidden, qdim);
+    s->bq = up(bq, 1, qdim);
+    s->bk = up(bk, 1, kvdim);
+    s->bv = up(bv, 1, kvdim);
+    s->qn = up(qn, 1, kHd);
+    s->kn = up(kn, 1, kHd);
+    s->q = alloc(T, qdim);
+    s->k = alloc(T, kvdim);
+    s->v = alloc(T, kvdim);
+    s->attn = alloc(T, qdim);
+    s->o = alloc(T, hidden);
+    s->scratch = alloc(T, 32);
+    std::vector<char> bytes(static_cast<size_t>(image_elems) * dtype_size(b.activation_dtype()));
+    convert_from_f32(b.activation_dtype(), image.data(), bytes.data(), image.size());
+    ASSERT_TRUE(b.write_pages(adapter_pages, bytes.data(), bytes.size()).ok());
+  }
+  const std::vector<LoraSegmentRef> segs_q = {
+      LoraSegmentRef{0, 7, rq, 2.0f, adapter_pages.data(), image_pages, aq, btq},
+      LoraSegmentRef{7, 16, rq, 0.5f, adapter_pages.data(), image_pages, aq, btq}};
+  const std::vector<LoraSegmentRef> segs_o = {
+      LoraSegmentRef{3, 16, ro, 1.0f, adapter_pages.data(), image_pages, ao, bto}};
+
+  auto both = [&](auto&& fn) {
+    for (Q* s : {&cpu, &gpu}) {
+      Status st = fn(*s);
+      ASSERT_TRUE(st.ok()) << s->b->name() << ": " << st;
+    }
+  };
+  auto compare = [&](const char* what, Tensor Q::*member, int64_t rows, float tol) {
+    expect_close(download((gpu.*member).first_rows(rows)), download((cpu.*member).first_rows(rows)),
+                 tol, tol, 2e-2, what);
+  };
+  auto layer = [&](int64_t n, int32_t l) {
+    both([&](Q& s) { return s.b->linear_bias(s.x.first_rows(n), s.wq, s.bq, s.q.first_rows(n)); });
+    compare("linear_bias q", &Q::q, n, 3e-2f);
+    both([&](Q& s) {
+      return s.b->lora(s.x.first_rows(n), s.q.first_rows(n), n == T ? segs_q : std::vector<LoraSegmentRef>{
+          LoraSegmentRef{1, 3, rq, 2.0f, adapter_pages.data(), image_pages, aq, btq}},
+                       s.scratch.first_rows(n));
+    });
+    compare("linear_bias q + lora", &Q::q, n, 3e-2f);
+    both([&](Q& s) { return s.b->linear_bias(s.x.first_rows(n), s.wk, s.bk, s.k.first_rows(n)); });
+    compare("linear_bias k", &Q::k, n, 6e-2f);
+    both([&](Q& s) { return s.b->linear_bias(s.x.first_rows(n), s.wv, s.bv, s.v.first_rows(n)); });
+    compare("linear_bias v", &Q::v, n, 3e-2f);
+    both([&](Q& s) { return s.b->qk_norm(s.q.first_rows(n), s.k.first_rows(n), s.qn, s.kn, 1e-6f); });
+    compare("qk_norm q", &Q::q, n, 3e-2f);
+    compare("qk_norm k", &Q::k, n, 3e-2f);
+    both([&](Q& s) { return s.b->rope(s.q.first_rows(n), s.k.first_rows(n)); });
+    compare("rope q", &Q::q, n, 3e-2f);
+    both([&](Q& s) { return s.b->kv_append(l, s.k.first_rows(n), s.v.first_rows(n)); });
+    both([&](Q& s) { return s.b->attention(l, s.q.first_rows(n), s.attn.first_rows(n)); });
+    compare(n == T ? "attention (prefill)" : "attention (decode)", &Q::attn, n, 3e-2f);
+    both([&](Q& s) { return s.b->linear(s.attn.first_rows(n), s.wo, s.o.first_rows(n)); });
+    if (n == T) {
+      both([&](Q& s) { return s.b->lora(s.attn, s.o, segs_o, s.scratch); });
+    }
+    compare("o projection (in q_dim) + lora", &Q::o, n, 3e-2f);
+  };
+  both([&](Q& s) { return s.b->begin_step(plans.p1); });
+  layer(T, 0);
+  both([&](Q& s) { return s.b->begin_step(plans.p2); });
+  layer(3, 0);
+
+  // A bias or norm weight of the wrong size is a status on both backends.
+  for (Q* s : {&cpu, &gpu}) {
+    EXPECT_EQ(s->b->linear_bias(s->x, s->wq, s->bk, s->q).code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(s->b->qk_norm(s->q, s->k, s->bq, s->kn, 1e-6f).code(), StatusCode::kInvalidArgument);
+  }
+  for (Q* s : {&cpu, &gpu}) {
+    for (Tensor Q::*m : {&Q::x, &Q::wq, &Q::wk, &Q::wv, &Q::wo, &Q::bq, &Q::bk, &Q::bv, &Q::qn,
+                         &Q::kn, &Q::q, &Q::k, &Q::v, &Q::attn, &Q::o, &Q::scratch}) {
+      s->b->release(s->*m);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loraserve

@@ -4,13 +4,20 @@
   /usr/bin/python3 tests/reference/check_engine.py --loraserve build/bin/loraserve --workdir DIR
 
 1. `loraserve synth --preset tiny --out DIR/synth --adapters 4 --ranks 8,16,32,64
-   --targets q_proj,k_proj,v_proj,o_proj --seed 7`
+   --targets q_proj,k_proj,v_proj,o_proj --seed 7`, and the Qwen families:
+   `--preset qwen2-tiny` (3 adapters, ranks 8/24/64 on all seven modules) and
+   `--preset qwen3-tiny` (3 adapters, ranks 4/16/40 on q/k/v/o).
 2. write_variants.py: model variants (llama3 rope scaling, tied embeddings,
-   sharded, explicit head_dim + MQA) and PEFT adapters written by Python
-   (rsLoRA, rank/alpha patterns, MLP via regex target_modules, F32, F16).
+   sharded, explicit head_dim + MQA, Qwen2 and Qwen3 written from scratch)
+   and PEFT adapters written by Python (rsLoRA, rank/alpha patterns, MLP via
+   regex target_modules, F32, F16, Qwen ones).
 3. For every case, `loraserve generate --model M [--adapter A] --prompt-ids ...
    --max-new-tokens 32 --json --logits-out F` (stdout: {"tokens","logprobs"};
-   F: float32 LE [32, vocab], row i = logits token i was chosen from), then:
+   F: float32 LE [32, vocab], row i = logits token i was chosen from). The
+   Qwen families' "mixed" cases are one `generate` with `--adapter -
+   --adapter A0 --adapter A1 --adapter A2`: the base model and three adapters
+   of different ranks in one continuously batched run (one JSON line and one
+   F.<i> per request), each request checked on its own. Then:
    (a) reference logits teacher-forced on the engine's tokens:
        max|engine - ref| / max|ref| < 1e-3 over all rows;
    (b) engine tokens == reference greedy tokens. The reference is run on the
@@ -73,40 +80,83 @@ def run(cmd, timeout, what):
 
 
 def engine_generate(exe, model, adapter, out_file, n, timeout, extra=()):
+    res, dt, cmd = engine_generate_batch(exe, model, [adapter], out_file, n, timeout, extra)
+    tokens, logprobs, raw = res[0]
+    return tokens, logprobs, raw, dt, cmd
+
+
+def engine_generate_batch(exe, model, adapters, out_file, n, timeout, extra=()):
+    """One `loraserve generate` with one request per adapter (None = base) in
+    one batch. Returns ([(tokens, logprobs, raw logits)] in order, seconds, cmd)."""
     cmd = [exe, "generate", "--model", model] + list(extra)
-    if adapter:
-        cmd += ["--adapter", adapter]
+    batch = len(adapters) > 1
+    for ad in adapters:
+        if ad or batch:
+            cmd += ["--adapter", ad or "-"]
     cmd += ["--prompt-ids", ",".join(map(str, PROMPT)), "--max-new-tokens", str(n), "--json",
             "--logits-out", out_file]
-    if os.path.exists(out_file):
-        os.remove(out_file)
+    files = [f"{out_file}.{i}" for i in range(len(adapters))] if batch else [out_file]
+    for f in files:
+        if os.path.exists(f):
+            os.remove(f)
     stdout, dt = run(cmd, timeout, "loraserve generate")
-    obj = None
-    for line in reversed(stdout.strip().splitlines()):
+    objs = []
+    for line in stdout.strip().splitlines():
         line = line.strip()
         if line.startswith("{"):
             try:
-                obj = json.loads(line)
-                break
+                objs.append(json.loads(line))
             except ValueError:
                 continue
-    if obj is None or "tokens" not in obj or "logprobs" not in obj:
-        raise Failure(f"loraserve generate printed no JSON line with tokens and logprobs:\n{stdout[-2000:]}")
-    if not os.path.exists(out_file):
-        raise Failure(f"loraserve generate wrote no --logits-out file {out_file}")
-    raw = np.fromfile(out_file, dtype="<f4")
-    return [int(t) for t in obj["tokens"]], [float(x) for x in obj["logprobs"]], raw, dt, cmd
+    objs = [o for o in objs if "tokens" in o and "logprobs" in o]
+    if len(objs) != len(adapters):
+        raise Failure(f"loraserve generate printed {len(objs)} JSON lines with tokens and logprobs "
+                      f"for {len(adapters)} requests:\n{stdout[-2000:]}")
+    out = []
+    for i, (o, f) in enumerate(zip(objs, files)):
+        if batch and o.get("adapter") != (adapters[i] or "-"):
+            raise Failure(f"JSON line {i} is for adapter {o.get('adapter')!r}, expected {adapters[i] or '-'!r}")
+        if not os.path.exists(f):
+            raise Failure(f"loraserve generate wrote no --logits-out file {f}")
+        out.append(([int(t) for t in o["tokens"]], [float(x) for x in o["logprobs"]],
+                    np.fromfile(f, dtype="<f4")))
+    return out, dt, cmd
 
 
 class Case:
-    def __init__(self, name, model_key, model_dir, adapter_key=None, adapter_dir=None, base_case=None):
+    def __init__(self, name, model_key, model_dir, adapter_key=None, adapter_dir=None, base_case=None,
+                 batch=None):
         self.name, self.model_key, self.model_dir = name, model_key, model_dir
         self.adapter_key, self.adapter_dir, self.base_case = adapter_key, adapter_dir, base_case
+        self.batch = batch  # cases with the same batch key run in one `generate`
         self.tokens = self.rows = None
         self.agreed = 0
         self.row = {}
         self.errors = []
         self.notes = []
+
+
+# Synthetic Qwen families: (preset, adapters, ranks, targets, seed).
+QWEN_SYNTH = [
+    ("qwen2-tiny", 3, "8,24,64", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", 5),
+    ("qwen3-tiny", 3, "4,16,40", "q_proj,k_proj,v_proj,o_proj", 6),
+]
+
+
+def family_cases(preset, synth_dir):
+    """`preset/base` alone, then `preset/mixed:-` and one `preset/mixed:ADAPTER`
+    per adapter, all in one batch."""
+    base_dir = os.path.join(synth_dir, "model")
+    adir = os.path.join(synth_dir, "adapters")
+    names = sorted(d for d in os.listdir(adir) if os.path.isdir(os.path.join(adir, d)))
+    if not names:
+        raise Failure(f"loraserve synth --preset {preset} wrote no adapters under {adir}")
+    base = Case(f"{preset}/base", preset, base_dir)
+    cases = [base, Case(f"{preset}/mixed:-", preset, base_dir, base_case=base.name, batch=preset)]
+    for d in names:
+        cases.append(Case(f"{preset}/mixed:{d}", preset, base_dir, d, os.path.join(adir, d), base.name,
+                          batch=preset))
+    return cases
 
 
 def build_cases(synth_dir, manifest):
@@ -123,7 +173,8 @@ def build_cases(synth_dir, manifest):
         if info["base"] == "base":
             cases.append(Case(f"py/{k}", "base", base_dir, k, info["path"], "base"))
     with_adapter = {"rope_llama3": ("synth", 1), "tied": ("py", "f32"), "sharded": ("synth", 0),
-                    "headdim_mqa": ("py", "headdim_all7")}
+                    "headdim_mqa": ("py", "headdim_all7"), "qwen2_py": ("py", "qwen2_qkv"),
+                    "qwen3_py": ("py", "qwen3_all7")}
     for mk, info in manifest["models"].items():
         cases.append(Case(f"{mk}", mk, info["path"]))
         kind, which = with_adapter[mk]
@@ -251,6 +302,14 @@ def main():
         print(f"loraserve synth: {dt:.1f}s")
         manifest = W.write_all(os.path.join(synth_dir, "model"), os.path.join(work, "variants"))
         cases = build_cases(synth_dir, manifest)
+        for preset, n_ad, ranks, targets, seed in QWEN_SYNTH:
+            fam_dir = os.path.join(work, "synth-" + preset)
+            shutil.rmtree(fam_dir, ignore_errors=True)
+            _, dt = run([exe, "synth", "--preset", preset, "--out", fam_dir, "--adapters", str(n_ad),
+                         "--ranks", ranks, "--targets", targets, "--seed", str(seed)], a.timeout,
+                        "loraserve synth")
+            print(f"loraserve synth --preset {preset}: {dt:.1f}s")
+            cases += family_cases(preset, fam_dir)
     except Failure as e:
         print(f"FAIL: {e}")
         return 1
@@ -258,12 +317,15 @@ def main():
         want = set(a.only.split(","))
         keep = {c.name for c in cases if c.name in want}
         keep |= {c.base_case for c in cases if c.name in keep and c.base_case}
+        batches = {c.batch for c in cases if c.name in keep and c.batch}
+        keep |= {c.name for c in cases if c.batch in batches}  # a batch runs whole
         cases = [c for c in cases if c.name in keep]
     by_name = {c.name: c for c in cases}
     models, loras = {}, {}
     t_engine = t_ref = 0.0
     logits_dir = os.path.join(work, "logits")
     os.makedirs(logits_dir, exist_ok=True)
+    ran_batches = set()
     for c in cases:
         try:
             if c.model_dir not in models:
@@ -277,13 +339,31 @@ def main():
                 if key not in loras:
                     loras[key] = R.LoraRef.load(c.adapter_dir, ref_model)
                 lora = loras[key]
-            out_file = os.path.join(logits_dir, c.name.replace("/", "_") + ".f32")
-            c.tokens, c.logprobs, c.raw, dt, c.cmd = engine_generate(exe, c.model_dir, c.adapter_dir, out_file,
-                                                                     n, a.timeout, a.engine_args.split())
-            t_engine += dt
+            if c.batch is None:
+                out_file = os.path.join(logits_dir, c.name.replace("/", "_") + ".f32")
+                c.tokens, c.logprobs, c.raw, dt, c.cmd = engine_generate(exe, c.model_dir, c.adapter_dir,
+                                                                         out_file, n, a.timeout,
+                                                                         a.engine_args.split())
+                t_engine += dt
+            elif c.batch not in ran_batches:  # first case of its batch: run the whole batch once
+                ran_batches.add(c.batch)
+                members = [m for m in cases if m.batch == c.batch]
+                out_file = os.path.join(logits_dir, "batch_" + c.batch + ".f32")
+                try:
+                    res, dt, cmd = engine_generate_batch(exe, c.model_dir, [m.adapter_dir for m in members],
+                                                         out_file, n, a.timeout, a.engine_args.split())
+                except Failure as e:
+                    for m in members:
+                        m.errors.append(str(e))
+                    continue
+                t_engine += dt
+                for m, (toks, lps, raw) in zip(members, res):
+                    m.tokens, m.logprobs, m.raw, m.cmd = toks, lps, raw, cmd
+            if c.tokens is None:
+                continue  # its batch failed (reported)
             t0 = time.time()
             check_case(c, ref_model, lora, n, ref_model.cfg.vocab, ref_model.cfg.eos_ids)
-            if a.full_greedy or c.name == "base":
+            if a.full_greedy or c.name == "base" or c.name.endswith("/base"):
                 gt, _ = ref_model.greedy(PROMPT, n, lora, stop_at_eos=len(c.tokens) < n)
                 k = next((i for i, (x, y) in enumerate(zip(gt, c.tokens)) if x != y), min(len(gt), len(c.tokens)))
                 c.row["full_greedy"] = k
@@ -305,6 +385,13 @@ def main():
             d, same = compare_to_base(c, b)
             if d is None:
                 continue
+            if c.adapter_dir is None:  # the base model inside a mixed batch: same as alone
+                d0 = float(np.abs(c.eng_rows[0] - b.eng_rows[0]).max())
+                c.row["vs_base"] = f"{d:.1e}" + ("" if same else " tok")
+                if d0 > REL_TOL * c.row.get("scale", 1.0):
+                    c.errors.append(f"the base request in the mixed batch differs from the base model run "
+                                    f"alone at step 0: max|d| {d0:.3e}")
+                continue
             c.row["vs_base"] = f"{d:.2f}" + ("" if same else " tok")
             if same and d <= ADAPTER_MIN_D:
                 c.errors.append(f"(d) adapter {c.adapter_key} does not change the output: same tokens and "
@@ -321,7 +408,7 @@ def main():
             if d is not None:
                 c.row["vs_base"] = f"{d:.2f}" + ("" if same else " tok")
     # table
-    hdr = f"{'case':<28} {'scale':>7} {'max rel d':>10} {'tokens':>8} {'logprob err':>11} {'vs base':>10}  result"
+    hdr = f"{'case':<32} {'scale':>7} {'max rel d':>10} {'tokens':>8} {'logprob err':>11} {'vs base':>10}  result"
     print(hdr)
     print("-" * len(hdr))
     nfail = 0
@@ -332,7 +419,7 @@ def main():
         sc = f"{r['scale']:.2f}" if "scale" in r else "-"
         res = "FAIL" if c.errors else "ok"
         nfail += bool(c.errors)
-        print(f"{c.name:<28} {sc:>7} {rel:>10} {r.get('agreed', '-'):>8} {lp:>11} {r.get('vs_base', '-'):>10}  {res}")
+        print(f"{c.name:<32} {sc:>7} {rel:>10} {r.get('agreed', '-'):>8} {lp:>11} {r.get('vs_base', '-'):>10}  {res}")
     for c in cases:
         for note in c.notes:
             print(f"note: {c.name}: {note}")

@@ -1,8 +1,14 @@
 #!/usr/bin/python3
 """Independent float64 reference of the Hugging Face Llama forward + PEFT LoRA.
 
-Written from the published semantics of transformers' LlamaForCausalLM and
-PEFT's LoraModel, without importing either (neither is installed where
+Written from the published semantics of transformers' LlamaForCausalLM
+(modeling_llama.py; MistralForCausalLM is the same without sliding windows),
+Qwen2ForCausalLM (modeling_qwen2.py: nn.Linear(..., bias=True) on q/k/v_proj)
+and Qwen3ForCausalLM (modeling_qwen3.py: Qwen3RMSNorm q_norm/k_norm of size
+head_dim applied to q_proj/k_proj outputs after view(hidden_shape), i.e. per
+head, before apply_rotary_pos_emb; head_dim defaults to 128), and PEFT's
+LoraModel (the LoRA delta is added to the biased base layer's output),
+without importing either (neither is installed where
 loraserve is built). Everything is computed in float64 from the weights as
 stored (bf16/f16/f32 decoded exactly), with a full recompute per step (no KV
 cache): it is meant to be obviously correct, not fast.
@@ -123,22 +129,37 @@ def load_checkpoint(model_dir):
 # config
 # --------------------------------------------------------------------------
 
+ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
+                 "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}
+
+
 class Config:
     def __init__(self, d):
         self.raw = d
-        if d.get("model_type", "llama") not in ("llama", "mistral"):
-            raise ValueError(f"model_type {d.get('model_type')!r} not supported")
+        arch = (d.get("architectures") or [None])[0]
+        mt = d.get("model_type", "llama")
+        if arch is not None and ARCHITECTURES.get(arch) != mt:
+            raise ValueError(f"architectures {arch!r} / model_type {mt!r} not supported")
+        if mt not in ARCHITECTURES.values():
+            raise ValueError(f"model_type {mt!r} not supported")
+        self.family = mt
         if d.get("hidden_act", "silu") != "silu":
             raise ValueError(f"hidden_act {d.get('hidden_act')!r} not supported")
-        if d.get("attention_bias", False) or d.get("mlp_bias", False):
+        # Qwen2Attention hard-codes bias=True on q/k/v (and reads no flag);
+        # Llama's and Qwen3's attention_bias would put one on o_proj too.
+        if (mt != "qwen2" and d.get("attention_bias", False)) or d.get("mlp_bias", False):
             raise ValueError("attention_bias / mlp_bias not supported")
+        self.qkv_bias = mt == "qwen2"
+        self.qk_norm = mt == "qwen3"
+        if mt in ("qwen2", "qwen3") and d.get("use_sliding_window", False):
+            raise ValueError("use_sliding_window not supported by the reference")
         self.hidden = int(d["hidden_size"])
         self.inter = int(d["intermediate_size"])
         self.layers = int(d["num_hidden_layers"])
         self.heads = int(d["num_attention_heads"])
         kv = d.get("num_key_value_heads")
         self.kv_heads = int(kv) if kv is not None else self.heads
-        hd = d.get("head_dim")
+        hd = d.get("head_dim", 128 if mt == "qwen3" else None)  # Qwen3Config(head_dim=128)
         self.head_dim = int(hd) if hd else self.hidden // self.heads
         self.eps = float(d.get("rms_norm_eps", 1e-6))
         self.theta = float(d.get("rope_theta", 10000.0))
@@ -342,6 +363,13 @@ class LlamaRef:
                 p + "mlp.up_proj.weight": (c.inter, c.hidden),
                 p + "mlp.down_proj.weight": (c.hidden, c.inter),
             })
+            if c.qkv_bias:
+                expect.update({p + "self_attn.q_proj.bias": (q_dim,),
+                               p + "self_attn.k_proj.bias": (kv_dim,),
+                               p + "self_attn.v_proj.bias": (kv_dim,)})
+            if c.qk_norm:
+                expect.update({p + "self_attn.q_norm.weight": (c.head_dim,),
+                               p + "self_attn.k_norm.weight": (c.head_dim,)})
         for k, shp in expect.items():
             if k not in w:
                 raise ValueError(f"checkpoint: missing tensor {k}")
@@ -360,6 +388,8 @@ class LlamaRef:
     def _linear(self, x, layer, mod, lora):
         key = module_path(layer, mod)
         y = x @ self.w[key + ".weight"].t()
+        if key + ".bias" in self.w:  # nn.Linear(bias=True): PEFT's base_layer(x) includes it
+            y = y + self.w[key + ".bias"]
         if lora is not None and (layer, mod) in lora.mods:
             A, B, s = lora.mods[(layer, mod)]
             y = y + s * ((x @ A.t().to(x.dtype)) @ B.t().to(x.dtype))
@@ -388,9 +418,14 @@ class LlamaRef:
         for i in range(c.layers):
             p = f"model.layers.{i}."
             x = rms_norm(h, self.w[p + "input_layernorm.weight"], c.eps)
-            q = self._linear(x, i, "q_proj", lora).view(T, c.heads, c.head_dim).transpose(0, 1)
-            k = self._linear(x, i, "k_proj", lora).view(T, c.kv_heads, c.head_dim).transpose(0, 1)
+            q = self._linear(x, i, "q_proj", lora).view(T, c.heads, c.head_dim)
+            k = self._linear(x, i, "k_proj", lora).view(T, c.kv_heads, c.head_dim)
             v = self._linear(x, i, "v_proj", lora).view(T, c.kv_heads, c.head_dim).transpose(0, 1)
+            if c.qk_norm:  # Qwen3: RMSNorm over each head's head_dim, before RoPE
+                q = rms_norm(q, self.w[p + "self_attn.q_norm.weight"], c.eps)
+                k = rms_norm(k, self.w[p + "self_attn.k_norm.weight"], c.eps)
+            q = q.transpose(0, 1)
+            k = k.transpose(0, 1)
             q = apply_rope(q, cos, sin)
             k = apply_rope(k, cos, sin)
             # GQA: query head j uses kv head j // rep (HF repeat_kv)

@@ -13,12 +13,19 @@ Given a tiny base model (as written by `loraserve synth`), produces under OUT:
   models/sharded/       two shards + model.safetensors.index.json
   models/headdim_mqa/   written from scratch: explicit head_dim (32) that is not
                         hidden/heads, one KV head (MQA), 2 layers, f32 norms
+  models/qwen2_py/      Qwen2ForCausalLM from scratch: q/k/v_proj.bias (F32),
+                        hidden 192 = 6 heads of 32, 2 KV heads, 3 layers
+  models/qwen3_py/      Qwen3ForCausalLM from scratch: q_norm/k_norm, no head_dim
+                        in config.json (Qwen3's default 128: q_dim 512 over
+                        hidden 256), one KV head, tied embeddings, 2 layers
   adapters/rslora/      use_rslora true (scale alpha/sqrt(r))
   adapters/patterns/    rank_pattern / alpha_pattern overriding per module
   adapters/mlp_regex/   gate/up/down_proj, target_modules as a regex string
   adapters/f32/         all seven modules, tensors stored F32
   adapters/f16/         tensors stored F16
   adapters/headdim_all7/ for models/headdim_mqa, all seven modules
+  adapters/qwen2_qkv/   for models/qwen2_py: the biased q/k/v_proj, F32 tensors
+  adapters/qwen3_all7/  for models/qwen3_py: all seven modules, rank_pattern
   manifest.json         what was written and which base each adapter fits
 
 Own safetensors writer; bf16 by round-to-nearest-even from float32. Seeded
@@ -129,7 +136,8 @@ def write_json(path, obj):
 # --------------------------------------------------------------------------
 
 def head_dim_of(cfg):
-    return int(cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"])
+    default = 128 if cfg.get("model_type") == "qwen3" else cfg["hidden_size"] // cfg["num_attention_heads"]
+    return int(cfg.get("head_dim") or default)
 
 
 def module_shapes(cfg):
@@ -146,13 +154,16 @@ def sub_of(mod):
     return "self_attn" if mod in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
 
 
-def make_model(out_dir, cfg, seed, weight_dtype="BF16", norm_dtype="BF16"):
-    """A synth-like model from scratch: embeddings N(0,1), projections
-    N(0, 1/fan_in), norms around 1."""
+def make_model(out_dir, cfg, seed, weight_dtype="BF16", norm_dtype="BF16", bias_dtype="BF16"):
+    """A synth-like model from scratch: embeddings N(0,1) (N(0, 1/h) when
+    tied, as lm_head), projections N(0, 1/fan_in), norms around 1; Qwen2's
+    q/k/v biases N(0, 0.25), Qwen3's q/k norms 1 + 0.3 N(0,1)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     os.makedirs(out_dir, exist_ok=True)
     h, V = cfg["hidden_size"], cfg["vocab_size"]
-    t = {"model.embed_tokens.weight": to_storage(rng.standard_normal((V, h)), weight_dtype),
+    tied = cfg.get("tie_word_embeddings", False)
+    emb = rng.standard_normal((V, h)) / (np.sqrt(h) if tied else 1.0)
+    t = {"model.embed_tokens.weight": to_storage(emb, weight_dtype),
          "model.norm.weight": to_storage(1 + 0.1 * rng.standard_normal(h), norm_dtype)}
     if not cfg.get("tie_word_embeddings", False):
         t["lm_head.weight"] = to_storage(rng.standard_normal((V, h)) / np.sqrt(h), weight_dtype)
@@ -162,6 +173,12 @@ def make_model(out_dir, cfg, seed, weight_dtype="BF16", norm_dtype="BF16"):
         t[p + "post_attention_layernorm.weight"] = to_storage(1 + 0.1 * rng.standard_normal(h), norm_dtype)
         for mod, (o, i) in module_shapes(cfg).items():
             t[f"{p}{sub_of(mod)}.{mod}.weight"] = to_storage(rng.standard_normal((o, i)) / np.sqrt(i), weight_dtype)
+            if cfg.get("model_type") == "qwen2" and mod in ("q_proj", "k_proj", "v_proj"):
+                t[f"{p}self_attn.{mod}.bias"] = to_storage(0.5 * rng.standard_normal(o), bias_dtype)
+        if cfg.get("model_type") == "qwen3":
+            hd = head_dim_of(cfg)
+            for n in ("q_norm", "k_norm"):
+                t[f"{p}self_attn.{n}.weight"] = to_storage(1 + 0.3 * rng.standard_normal(hd), norm_dtype)
     write_safetensors(os.path.join(out_dir, "model.safetensors"), t, {"format": "pt"})
     write_json(os.path.join(out_dir, "config.json"), cfg)
 
@@ -271,6 +288,28 @@ HEADDIM_CONFIG = dict(TINY_CONFIG, num_hidden_layers=2, num_attention_heads=4, n
                       max_position_embeddings=256)
 
 
+QWEN2_CONFIG = {
+    "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu",
+    "hidden_size": 192, "intermediate_size": 384, "num_hidden_layers": 3,
+    "num_attention_heads": 6, "num_key_value_heads": 2, "vocab_size": 1024,
+    "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+    "use_sliding_window": False, "sliding_window": 512, "max_window_layers": 3,
+    "tie_word_embeddings": False, "bos_token_id": 1021, "eos_token_id": 1023,
+    "attention_dropout": 0.0, "torch_dtype": "bfloat16",
+}
+
+QWEN3_CONFIG = {
+    "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_act": "silu",
+    "hidden_size": 256, "intermediate_size": 384, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 1, "vocab_size": 1024,
+    "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 1000000,
+    "attention_bias": False, "use_sliding_window": False, "sliding_window": None,
+    "max_window_layers": 2, "rope_scaling": None,
+    "tie_word_embeddings": True, "bos_token_id": 1021, "eos_token_id": 1023,
+    "attention_dropout": 0.0, "torch_dtype": "bfloat16",
+}
+
+
 def write_all(model_dir, out, seed=1234):
     with open(os.path.join(model_dir, "config.json")) as f:
         base_cfg = json.load(f)
@@ -300,6 +339,11 @@ def write_all(model_dir, out, seed=1234):
     make_model(os.path.join(m, "headdim_mqa"), HEADDIM_CONFIG, seed + 99, norm_dtype="F32")
     add_model("headdim_mqa", os.path.join(m, "headdim_mqa"), "head_dim 32 != 256/4, 1 KV head, F32 norms")
 
+    make_model(os.path.join(m, "qwen2_py"), QWEN2_CONFIG, seed + 98, bias_dtype="F32")
+    add_model("qwen2_py", os.path.join(m, "qwen2_py"), "Qwen2: q/k/v biases (F32), 6 heads of 32")
+    make_model(os.path.join(m, "qwen3_py"), QWEN3_CONFIG, seed + 97)
+    add_model("qwen3_py", os.path.join(m, "qwen3_py"), "Qwen3: q/k norms, default head_dim 128, tied")
+
     make_adapter(os.path.join(a, "rslora"), base_cfg, ATTN, r=16, alpha=8, seed=seed + 1, use_rslora=True)
     add_adapter("rslora", os.path.join(a, "rslora"), "base", "use_rslora, r16 alpha8 -> scale 2")
     make_adapter(os.path.join(a, "patterns"), base_cfg, ["q_proj", "v_proj", "down_proj"], r=8, alpha=16,
@@ -316,6 +360,12 @@ def write_all(model_dir, out, seed=1234):
     add_adapter("f16", os.path.join(a, "f16"), "base", "q/v/o, F16 tensors")
     make_adapter(os.path.join(a, "headdim_all7"), HEADDIM_CONFIG, ATTN + MLP, r=8, alpha=16, seed=seed + 6)
     add_adapter("headdim_all7", os.path.join(a, "headdim_all7"), "headdim_mqa", "all 7 modules")
+    make_adapter(os.path.join(a, "qwen2_qkv"), QWEN2_CONFIG, ["q_proj", "k_proj", "v_proj"], r=12, alpha=24,
+                 seed=seed + 7, dtype="F32")
+    add_adapter("qwen2_qkv", os.path.join(a, "qwen2_qkv"), "qwen2_py", "q/k/v (biased base), F32")
+    make_adapter(os.path.join(a, "qwen3_all7"), QWEN3_CONFIG, ATTN + MLP, r=8, alpha=16, seed=seed + 8,
+                 rank_pattern={"k_proj": 4, "layers.1.self_attn.q_proj": 20})
+    add_adapter("qwen3_all7", os.path.join(a, "qwen3_all7"), "qwen3_py", "all 7 modules, rank_pattern")
     write_json(os.path.join(out, "manifest.json"), manifest)
     return manifest
 
