@@ -86,6 +86,7 @@ int run_generate(GenerateFlags f) {
   Status s = generate(**engine, {req}, &results);
   if (!s.ok()) return fail(s);
   const GenerationResult& r = results[0];
+  if (!r.error.ok()) return fail(r.error);
 
   if (!f.logits_out.empty()) {
     std::ofstream out(f.logits_out, std::ios::binary);

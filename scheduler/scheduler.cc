@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "scheduler/offline.h"
+
 namespace loraserve {
 
 namespace {
@@ -261,6 +263,7 @@ SchedulerStats Scheduler::stats() {
   s.failed = failed_.load();
   s.tokens_generated = tokens_generated_.load();
   s.aborted = aborted_.load();
+  s.non_finite = non_finite_.load();
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   s.engine = snapshot_.engine;
   s.last_batch_tokens = snapshot_.last_batch_tokens;
@@ -346,45 +349,52 @@ void Scheduler::loop() {
 }
 
 void Scheduler::iterate(std::vector<std::unique_ptr<Request>>* ended) {
-  drop_cancelled(ended);
-  abort_late(ended);
+  sweep(ended);
   admit(ended);
   run_step(ended);
 }
 
-void Scheduler::abort_late(std::vector<std::unique_ptr<Request>>* ended) {
+void Scheduler::sweep(std::vector<std::unique_ptr<Request>>* ended) {
   const auto now = Clock::now();
-  std::vector<std::pair<Request*, Status>> late;
-  for (Request* r : running_) {
+  struct Ending {
+    Request* r;
+    FinishReason why;
+    Status error;
+  };
+  std::vector<Ending> out;
+  auto check = [&](Request* r, bool waiting) {
     if (now >= r->params.deadline) {
-      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
+      out.push_back({r, FinishReason::kDeadline,
+                     Status(StatusCode::kDeadlineExceeded,
+                            waiting ? "the request's deadline passed while it was queued"
+                                    : "the request's deadline passed")});
+      return;
     }
-  }
-  for (Request* r : waiting_) {
-    if (now >= r->params.deadline) {
-      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded,
-                                  "the request's deadline passed while it was queued"));
-      continue;
+    if (r->stream->cancelled()) {
+      out.push_back({r, FinishReason::kCancelled, ok_status()});
+      return;
     }
-    if (opts_.ttft_slo_ms <= 0 || !r->generated.empty()) continue;
+    const int32_t keep = r->stream->stop_at();
+    if (keep >= 0) {
+      if (static_cast<int32_t>(r->generated.size()) > keep) r->generated.resize(keep);
+      out.push_back({r, FinishReason::kStop, ok_status()});
+      return;
+    }
+    if (!waiting || opts_.ttft_slo_ms <= 0 || !r->generated.empty()) return;
     // Its first token needs at least the steps that prefill its context.
     const double steps = std::ceil(static_cast<double>(r->context_len()) / opts_.max_batch_tokens);
     const double predicted = ms_between(r->arrival, now) + steps * step_ms_ewma_;
     if (predicted > opts_.ttft_slo_ms) {
-      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded,
-                                  "aborted early: cannot produce a first token within the " +
-                                      std::to_string(static_cast<int>(opts_.ttft_slo_ms)) +
-                                      " ms TTFT objective under the current load"));
+      out.push_back({r, FinishReason::kDeadline,
+                     Status(StatusCode::kDeadlineExceeded,
+                            "aborted early: cannot produce a first token within the " +
+                                std::to_string(static_cast<int>(opts_.ttft_slo_ms)) +
+                                " ms TTFT objective under the current load")});
     }
-  }
-  for (auto& [r, why] : late) finish(r, FinishReason::kDeadline, why, ended);
-}
-
-void Scheduler::drop_cancelled(std::vector<std::unique_ptr<Request>>* ended) {
-  std::vector<Request*> gone;
-  for (Request* r : running_) if (r->stream->cancelled()) gone.push_back(r);
-  for (Request* r : waiting_) if (r->stream->cancelled()) gone.push_back(r);
-  for (Request* r : gone) finish(r, FinishReason::kCancelled, ok_status(), ended);
+  };
+  for (Request* r : running_) check(r, false);
+  for (Request* r : waiting_) check(r, true);
+  for (Ending& e : out) finish(e.r, e.why, e.error, ended);
 }
 
 void Scheduler::admit(std::vector<std::unique_ptr<Request>>* ended) {
@@ -502,6 +512,13 @@ bool Scheduler::run_step(std::vector<std::unique_ptr<Request>>* ended) {
                           r->kv_len == r->context_len();
       policy_->on_served(*r, decode ? 0 : static_cast<int32_t>(batch[i].tokens.size()),
                          results[i].sampled ? 1 : 0);
+      if (results[i].non_finite) {  // fails this request alone; nothing is emitted
+        non_finite_ += 1;
+        finish(r, FinishReason::kError, non_finite_logits_error(r->params.adapter_id,
+                                                                r->generated.size()),
+               ended);
+        continue;
+      }
       if (!results[i].sampled) continue;
       last_batch_requests_ += 1;
       const int32_t token = results[i].token;

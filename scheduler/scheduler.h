@@ -1,7 +1,8 @@
 // Scheduler: iteration-level continuous batching over one Engine.
 //
 // A single thread (the step loop) owns the engine's sequences. Each
-// iteration it drops cancelled requests (freeing their pages at once),
+// iteration it ends cancelled, stopped and late requests (freeing their
+// pages at once),
 // admits waiting requests by policy and memory (KV pages for the context
 // plus the adapter's pages if it is not resident), builds one batch of every
 // running request's decode token plus prefill chunks under a token budget
@@ -61,6 +62,7 @@ struct SchedulerStats {
   uint64_t preemptions = 0;
   uint64_t steps = 0;
   uint64_t aborted = 0;            // deadline or TTFT-SLO aborts
+  uint64_t non_finite = 0;         // failed for non-finite logits (also counted in failed)
   double step_ms_ewma = 0;
   std::map<std::string, double> tenant_counters;  // the policy's (vtc)
   EngineStats engine;
@@ -111,9 +113,11 @@ class Scheduler {
   void loop();
   // One iteration under engine_mu_; fills `ended` with requests that ended.
   void iterate(std::vector<std::unique_ptr<Request>>* ended);
-  void drop_cancelled(std::vector<std::unique_ptr<Request>>* ended);
-  // Client deadlines and the TTFT SLO: ends requests that cannot make it.
-  void abort_late(std::vector<std::unique_ptr<Request>>* ended);
+  // The one place where requests end before their last token: a passed
+  // deadline (kDeadline, even when the client also cancelled: gRPC cancels
+  // a call whose deadline passed), a client cancel (kCancelled), a stop
+  // string found by the frontend (kStop), the TTFT SLO (kDeadline).
+  void sweep(std::vector<std::unique_ptr<Request>>* ended);
   void admit(std::vector<std::unique_ptr<Request>>* ended);
   // Runs one engine step, preempting on KV exhaustion; false if nothing ran.
   bool run_step(std::vector<std::unique_ptr<Request>>* ended);
@@ -158,6 +162,7 @@ class Scheduler {
   uint64_t step_count_ = 0, preemptions_ = 0;
   std::atomic<int32_t> waiting_count_{0}, running_count_{0};
   std::atomic<uint64_t> completed_{0}, cancelled_{0}, failed_{0}, tokens_generated_{0}, aborted_{0};
+  std::atomic<uint64_t> non_finite_{0};
   double step_ms_ewma_ = 0;  // loop-owned; read under engine_mu_
 
   std::thread thread_;

@@ -143,8 +143,42 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
 
   LS_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream,
                       scheduler_->submit(request_id, std::move(p)));
+  // Takes the usage and outcome of the scheduler's final event, so the
+  // tenant's account says what the scheduler's stats say.
+  auto account = [&](const RequestEvent& fin) {
+    outcome = outcome_of(fin.finish);
+    prompt_tokens = static_cast<uint32_t>(fin.prompt_tokens);
+    completion_tokens = static_cast<uint32_t>(fin.completion_tokens);
+    queue_ms = fin.queue_ms;
+  };
+  // The call is over on our side: the client went away, or gRPC cancelled
+  // it because its deadline passed. Tell the scheduler (a cancel; nothing
+  // for a deadline, which the scheduler enforces itself, the one place
+  // deadlines are decided) and wait for its verdict, which comes at its
+  // next iteration, so the account matches its stats. A client cancels at
+  // its own deadline, and that cancel reaches us about when our copy of the
+  // deadline expires (it was sent as a timeout: ours = theirs + latency),
+  // often a little before: a cancel that close to the deadline is left to
+  // the deadline.
+  auto abandon = [&](const char* why) -> Status {
+    constexpr auto kDeadlineSlack = std::chrono::milliseconds(250);
+    const bool at_deadline = ctx->deadline() <= std::chrono::system_clock::now() + kDeadlineSlack;
+    if (!at_deadline) stream->cancel();
+    outcome = RequestOutcome::kCancelled;
+    const auto give_up = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < give_up) {
+      RequestEvent e;
+      if (!stream->pop(&e, std::chrono::milliseconds(50)) || !e.final) continue;
+      account(e);
+      if (e.finish == FinishReason::kDeadline) return e.error;
+      return Status(StatusCode::kCancelled, why);
+    }
+    stream->cancel();  // the scheduler is wedged; do not leave the request running
+    return Status(StatusCode::kCancelled, why);
+  };
   // Text: each delta is valid UTF-8; a stop string ends the request here
-  // (the scheduler learns of it as a cancellation) and is not returned.
+  // (the scheduler ends it as a stop, keeping the tokens sent) and is not
+  // returned.
   std::unique_ptr<TextStream> text_stream;
   if (tok != nullptr) {
     text_stream = std::make_unique<TextStream>(
@@ -158,26 +192,20 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
     // Wakes at once for events; the timeout only bounds how late a client
     // cancellation is noticed (gRPC's sync API has no cancel callback).
     if (!stream->pop(&e, std::chrono::milliseconds(50))) {
-      if (ctx->IsCancelled()) {
-        // The scheduler frees the request's pages at its next iteration.
-        stream->cancel();
-        outcome = RequestOutcome::kCancelled;
-        return Status(StatusCode::kCancelled, "client cancelled the request");
-      }
+      if (ctx->IsCancelled()) return abandon("client cancelled the request");
       continue;
     }
     if (stopped_by_string && !e.final) continue;  // computed after the stop: dropped
+    if (e.final) account(e);
     if (e.final && stopped_by_string) {
+      // Normally the scheduler's kStop; if the request had already ended
+      // otherwise, the client still gets the text up to its stop string.
       e.finish = FinishReason::kStop;
       e.completion_tokens = static_cast<int32_t>(sent_tokens);
       e.tokens.clear();
       e.logprobs.clear();
     }
     if (e.final) {
-      outcome = outcome_of(e.finish);
-      prompt_tokens = static_cast<uint32_t>(e.prompt_tokens);
-      completion_tokens = static_cast<uint32_t>(e.completion_tokens);
-      queue_ms = e.queue_ms;
       if (e.finish == FinishReason::kError || e.finish == FinishReason::kDeadline) {
         spdlog::warn("request {} ended: {}", request_id, e.error.to_string());
         return e.error;
@@ -195,7 +223,7 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
       TextStream::Delta d = text_stream->push(e.tokens);
       if (d.stopped) {
         stopped_by_string = true;
-        stream->cancel();
+        stream->stop(static_cast<int32_t>(sent_tokens));
       } else if (e.final) {
         d.text += text_stream->finish();
       }
@@ -204,16 +232,15 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
     if (e.final) {
       resp.set_final(true);
       resp.set_finish_reason(to_proto(e.finish));
-      resp.mutable_usage()->set_prompt_tokens(prompt_tokens);
-      resp.mutable_usage()->set_completion_tokens(completion_tokens);
+      resp.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(e.prompt_tokens));
+      resp.mutable_usage()->set_completion_tokens(static_cast<uint32_t>(e.completion_tokens));
       resp.mutable_timings()->set_queue_ms(e.queue_ms);
       resp.mutable_timings()->set_ttft_ms(e.ttft_ms);
       resp.mutable_timings()->set_total_ms(e.total_ms);
     }
     if (!writer->Write(resp)) {
-      stream->cancel();
-      outcome = RequestOutcome::kCancelled;
-      return Status(StatusCode::kCancelled, "client went away");
+      if (e.final) return Status(StatusCode::kCancelled, "client went away");
+      return abandon("client went away");
     }
     if (e.final) return ok_status();
   }
@@ -359,6 +386,7 @@ grpc::Status LoraServeService::GetStats(grpc::ServerContext* ctx, const v1::GetS
   resp->set_requests_completed(s.completed);
   resp->set_requests_cancelled(s.cancelled);
   resp->set_requests_failed(s.failed + s.aborted);
+  resp->set_requests_non_finite(s.non_finite);
   resp->set_tokens_generated(s.tokens_generated);
   resp->set_preemptions(s.preemptions);
   resp->set_steps(s.steps);

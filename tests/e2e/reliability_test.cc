@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/overflow_adapter.h"
 
 namespace loraserve::e2e {
 namespace {
@@ -140,6 +141,125 @@ TEST_F(Reliability, CorruptAdaptersAreRefusedByGenerateAndLoadAdapterWhileServin
   const std::vector<uint32_t> p2 = make_prompt(901, 9);
   EXPECT_TRUE(matches_offline(run_generate(stub(), make_request("rel-healthy", p2, 8)),
                               run_offline(offline_job(1, p2, 8)), p2.size()));
+}
+
+// The open-mode caller's account ("" tenant).
+v1::TenantStats open_account(const v1::Stats& st) {
+  for (const v1::TenantStats& t : st.tenants()) {
+    if (t.tenant().empty()) return t;
+  }
+  return v1::TenantStats();
+}
+
+// Finite weights that overflow in the forward: every load check passes, the
+// request fails alone with DATA_LOSS and no token, the counter moves, and a
+// stream in the same batches stays exact. The CLI exits non-zero too.
+TEST_F(Reliability, NonFiniteLogitsFailOnlyTheirRequestAndAreCounted) {
+  const SynthData& d = synth_data();
+  ASSERT_TRUE(testing_util::write_overflowing_adapter(d.adapter_dir(2), d.adapters + "/overflow-e2e")
+                  .ok());
+  ASSERT_TRUE(load_adapter(stub(), "rel-overflow", "overflow-e2e").ok());
+  ASSERT_TRUE(load_adapter(stub(), "rel-healthy2", SynthData::adapter_name(2)).ok());
+  const v1::Stats before = get_stats(stub());
+  const std::vector<uint32_t> prompt = make_prompt(910, 12);
+  const int n = 400;
+  const OfflineResult want = run_offline(offline_job(2, prompt, n));
+  BackgroundStream healthy(server().get(), make_request("rel-healthy2", prompt, n));
+  ASSERT_TRUE(wait_until([&] { return healthy.tokens_seen() >= 1 || healthy.ended(); },
+                         std::chrono::seconds(20)));
+  for (int i = 0; i < 3; ++i) {
+    const StreamResult bad = run_generate(stub(), make_request("rel-overflow", prompt, 8));
+    EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::DATA_LOSS) << describe(bad.status);
+    EXPECT_NE(bad.status.error_message().find("non-finite logits"), std::string::npos)
+        << describe(bad.status);
+    EXPECT_NE(bad.status.error_message().find("rel-overflow"), std::string::npos)
+        << describe(bad.status);
+    EXPECT_TRUE(bad.tokens.empty()) << "a token left non-finite logits";
+    EXPECT_FALSE(bad.got_final);
+  }
+  EXPECT_TRUE(matches_offline(healthy.result(), want, prompt.size()));
+  const v1::Stats after = get_stats(stub());
+  EXPECT_EQ(after.requests_non_finite() - before.requests_non_finite(), 3u);
+  EXPECT_EQ(after.requests_failed() - before.requests_failed(), 3u);
+  EXPECT_EQ(after.requests_completed() - before.requests_completed(), 1u);
+  EXPECT_EQ(after.pool().pages_kv(), 0u);
+
+  std::string out, err;
+  const int status = run_process({loraserve_bin(), "generate", "--model", d.model, "--adapter",
+                                  d.adapters + "/overflow-e2e", "--prompt-ids", "5,6,7",
+                                  "--max-new-tokens", "4", "--json", "--pool-mb", "16"},
+                                 &out, &err);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0) << out;
+  EXPECT_TRUE(out.empty()) << out;
+  EXPECT_NE(err.find("DATA_LOSS: non-finite logits (NaN or infinity) for adapter"),
+            std::string::npos)
+      << err;
+}
+
+// A stop string ends the request as a stop: the scheduler's stats and the
+// tenant's account both say completed (not cancelled), with the tokens the
+// client got.
+TEST_F(Reliability, StopStringsAreCountedAsCompletionsNotCancellations) {
+  v1::GenerateRequest req;
+  req.set_prompt("Once upon a time");
+  req.mutable_sampling()->set_max_new_tokens(400);
+  req.mutable_sampling()->set_ignore_eos(true);
+  const StreamResult full = run_generate(stub(), [&] {
+    v1::GenerateRequest r = req;
+    r.mutable_sampling()->set_max_new_tokens(30);
+    return r;
+  }());
+  ASSERT_TRUE(full.status.ok()) << describe(full.status);
+  std::string text;
+  for (const std::string& t : full.text_deltas) text += t;
+  ASSERT_GE(text.size(), 12u) << text;
+  const std::string stop = text.substr(8, 3);
+  req.mutable_sampling()->add_stop(stop);
+
+  const v1::Stats before = get_stats(stub());
+  const StreamResult stopped = run_generate(stub(), req);
+  ASSERT_TRUE(stopped.status.ok()) << describe(stopped.status);
+  EXPECT_EQ(stopped.final_msg.finish_reason(), v1::FINISH_REASON_STOP);
+  ASSERT_LT(stopped.tokens.size(), 400u);
+  ASSERT_TRUE(wait_until([&] { return get_stats(stub()).running_requests() == 0; },
+                         std::chrono::seconds(10)));
+  const v1::Stats after = get_stats(stub());
+  EXPECT_EQ(after.requests_completed() - before.requests_completed(), 1u);
+  EXPECT_EQ(after.requests_cancelled() - before.requests_cancelled(), 0u);
+  EXPECT_EQ(after.requests_failed() - before.requests_failed(), 0u);
+  // Tokens computed after the stop are not counted anywhere.
+  EXPECT_EQ(after.tokens_generated() - before.tokens_generated(), stopped.tokens.size());
+  const v1::TenantStats a0 = open_account(before), a1 = open_account(after);
+  EXPECT_EQ(a1.cancelled() - a0.cancelled(), 0u);
+  EXPECT_EQ(a1.completion_tokens() - a0.completion_tokens(), stopped.tokens.size());
+  EXPECT_EQ(after.pool().pages_kv(), 0u);
+}
+
+// A deadline that passes mid-stream: the client sees DEADLINE_EXCEEDED and
+// the server counts it as an abort (never as a cancellation, whichever
+// side noticed first).
+TEST_F(Reliability, DeadlinesAreAbortsInTheStatsAndTheAccount) {
+  const v1::Stats before = get_stats(stub());
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(250 + 50 * i));
+    const StreamResult r =
+        run_generate(stub(), make_request("", make_prompt(920 + i, 5), 2000), {}, &ctx);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << describe(r.status);
+  }
+  ASSERT_TRUE(wait_until([&] { return get_stats(stub()).running_requests() == 0; },
+                         std::chrono::seconds(10)));
+  // The final accounting happens when the handler returns, just after.
+  ASSERT_TRUE(wait_until(
+      [&] { return open_account(get_stats(stub())).in_flight() == 0; }, std::chrono::seconds(10)));
+  const v1::Stats after = get_stats(stub());
+  EXPECT_EQ(after.requests_cancelled() - before.requests_cancelled(), 0u);
+  EXPECT_EQ(after.requests_failed() - before.requests_failed(), 3u);  // aborts are failures
+  const v1::TenantStats a0 = open_account(before), a1 = open_account(after);
+  EXPECT_EQ(a1.aborted() - a0.aborted(), 3u);
+  EXPECT_EQ(a1.cancelled() - a0.cancelled(), 0u);
+  EXPECT_EQ(after.pool().pages_kv(), 0u);
 }
 
 }  // namespace
