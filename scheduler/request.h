@@ -34,30 +34,28 @@ struct RequestEvent {
 };
 
 // Thread-safe single-producer (scheduler) single-consumer (RPC handler)
-// queue of events, plus the consumer's two ways to end a request early.
-// Either way the scheduler decides how it ends and sends the final event
-// (a deadline that has passed wins over both: see Scheduler::sweep).
+// queue of events, plus the consumer's cancellation flag.
 class RequestStream {
  public:
   void push(RequestEvent e);
   // Waits up to `timeout` for an event; false when none arrived.
   bool pop(RequestEvent* out, std::chrono::milliseconds timeout);
-  // The client went away: the request ends as kCancelled.
   void cancel() { cancelled_.store(true); }
+  // The consumer found the end itself (a stop string): the request ends as
+  // cancel() ends it, but counts as finished by FinishReason::kStop.
+  void stop_early() {
+    stopped_early_.store(true);
+    cancelled_.store(true);
+  }
   bool cancelled() const { return cancelled_.load(); }
-  // A stop string completed within the first `keep_tokens` generated
-  // tokens: the request ends as kStop (a normal completion, as a stop
-  // token would), and tokens computed after those are dropped from it.
-  void stop(int32_t keep_tokens) { stop_at_.store(keep_tokens < 0 ? 0 : keep_tokens); }
-  // -1 until stop() was called.
-  int32_t stop_at() const { return stop_at_.load(); }
+  bool stopped_early() const { return stopped_early_.load(); }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<RequestEvent> events_;  // guarded by mu_
   std::atomic<bool> cancelled_{false};
-  std::atomic<int32_t> stop_at_{-1};
+  std::atomic<bool> stopped_early_{false};
 };
 
 struct GenerationParams {

@@ -16,6 +16,18 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+// A cancel this close to the request's deadline is the deadline's doing: a
+// gRPC client cancels at its own deadline, and the cancel reaches us about
+// when our copy expires (it travelled as a timeout: ours = theirs +
+// latency), often a little before it.
+constexpr auto kDeadlineSlack = std::chrono::milliseconds(250);
+
+bool past_deadline(const Request& r, Clock::time_point now) {
+  if (now >= r.params.deadline) return true;
+  return r.stream->cancelled() && !r.stream->stopped_early() &&
+         r.params.deadline - now <= kDeadlineSlack;
+}
+
 }  // namespace
 
 // The memory answer for one admission round: pages promised to requests
@@ -258,12 +270,12 @@ SchedulerStats Scheduler::stats() {
     s.waiting = waiting_count_.load() + static_cast<int32_t>(incoming_.size());
   }
   s.running = running_count_.load();
+  s.non_finite = non_finite_.load();
   s.completed = completed_.load();
   s.cancelled = cancelled_.load();
   s.failed = failed_.load();
   s.tokens_generated = tokens_generated_.load();
   s.aborted = aborted_.load();
-  s.non_finite = non_finite_.load();
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   s.engine = snapshot_.engine;
   s.last_batch_tokens = snapshot_.last_batch_tokens;
@@ -349,52 +361,48 @@ void Scheduler::loop() {
 }
 
 void Scheduler::iterate(std::vector<std::unique_ptr<Request>>* ended) {
-  sweep(ended);
+  abort_late(ended);
+  drop_cancelled(ended);
   admit(ended);
   run_step(ended);
 }
 
-void Scheduler::sweep(std::vector<std::unique_ptr<Request>>* ended) {
+void Scheduler::abort_late(std::vector<std::unique_ptr<Request>>* ended) {
   const auto now = Clock::now();
-  struct Ending {
-    Request* r;
-    FinishReason why;
-    Status error;
-  };
-  std::vector<Ending> out;
-  auto check = [&](Request* r, bool waiting) {
-    if (now >= r->params.deadline) {
-      out.push_back({r, FinishReason::kDeadline,
-                     Status(StatusCode::kDeadlineExceeded,
-                            waiting ? "the request's deadline passed while it was queued"
-                                    : "the request's deadline passed")});
-      return;
+  std::vector<std::pair<Request*, Status>> late;
+  for (Request* r : running_) {
+    if (past_deadline(*r, now)) {
+      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
     }
-    if (r->stream->cancelled()) {
-      out.push_back({r, FinishReason::kCancelled, ok_status()});
-      return;
+  }
+  for (Request* r : waiting_) {
+    if (past_deadline(*r, now)) {
+      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded,
+                                  "the request's deadline passed while it was queued"));
+      continue;
     }
-    const int32_t keep = r->stream->stop_at();
-    if (keep >= 0) {
-      if (static_cast<int32_t>(r->generated.size()) > keep) r->generated.resize(keep);
-      out.push_back({r, FinishReason::kStop, ok_status()});
-      return;
-    }
-    if (!waiting || opts_.ttft_slo_ms <= 0 || !r->generated.empty()) return;
+    if (opts_.ttft_slo_ms <= 0 || !r->generated.empty()) continue;
     // Its first token needs at least the steps that prefill its context.
     const double steps = std::ceil(static_cast<double>(r->context_len()) / opts_.max_batch_tokens);
     const double predicted = ms_between(r->arrival, now) + steps * step_ms_ewma_;
     if (predicted > opts_.ttft_slo_ms) {
-      out.push_back({r, FinishReason::kDeadline,
-                     Status(StatusCode::kDeadlineExceeded,
-                            "aborted early: cannot produce a first token within the " +
-                                std::to_string(static_cast<int>(opts_.ttft_slo_ms)) +
-                                " ms TTFT objective under the current load")});
+      late.emplace_back(r, Status(StatusCode::kDeadlineExceeded,
+                                  "aborted early: cannot produce a first token within the " +
+                                      std::to_string(static_cast<int>(opts_.ttft_slo_ms)) +
+                                      " ms TTFT objective under the current load"));
     }
-  };
-  for (Request* r : running_) check(r, false);
-  for (Request* r : waiting_) check(r, true);
-  for (Ending& e : out) finish(e.r, e.why, e.error, ended);
+  }
+  for (auto& [r, why] : late) finish(r, FinishReason::kDeadline, why, ended);
+}
+
+void Scheduler::drop_cancelled(std::vector<std::unique_ptr<Request>>* ended) {
+  std::vector<Request*> gone;
+  for (Request* r : running_) if (r->stream->cancelled()) gone.push_back(r);
+  for (Request* r : waiting_) if (r->stream->cancelled()) gone.push_back(r);
+  for (Request* r : gone) {
+    finish(r, r->stream->stopped_early() ? FinishReason::kStop : FinishReason::kCancelled,
+           ok_status(), ended);
+  }
 }
 
 void Scheduler::admit(std::vector<std::unique_ptr<Request>>* ended) {
@@ -514,9 +522,8 @@ bool Scheduler::run_step(std::vector<std::unique_ptr<Request>>* ended) {
                          results[i].sampled ? 1 : 0);
       if (results[i].non_finite) {  // fails this request alone; nothing is emitted
         non_finite_ += 1;
-        finish(r, FinishReason::kError, non_finite_logits_error(r->params.adapter_id,
-                                                                r->generated.size()),
-               ended);
+        finish(r, FinishReason::kError,
+               non_finite_logits_error(r->params.adapter_id, r->generated.size()), ended);
         continue;
       }
       if (!results[i].sampled) continue;

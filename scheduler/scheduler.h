@@ -1,8 +1,7 @@
 // Scheduler: iteration-level continuous batching over one Engine.
 //
 // A single thread (the step loop) owns the engine's sequences. Each
-// iteration it ends cancelled, stopped and late requests (freeing their
-// pages at once),
+// iteration it drops cancelled requests (freeing their pages at once),
 // admits waiting requests by policy and memory (KV pages for the context
 // plus the adapter's pages if it is not resident), builds one batch of every
 // running request's decode token plus prefill chunks under a token budget
@@ -58,11 +57,11 @@ struct SchedulerStats {
   uint64_t completed = 0;
   uint64_t cancelled = 0;
   uint64_t failed = 0;
+  uint64_t non_finite = 0;         // of `failed`: logits not finite (NaN/inf), see run_step
   uint64_t tokens_generated = 0;
   uint64_t preemptions = 0;
   uint64_t steps = 0;
   uint64_t aborted = 0;            // deadline or TTFT-SLO aborts
-  uint64_t non_finite = 0;         // failed for non-finite logits (also counted in failed)
   double step_ms_ewma = 0;
   std::map<std::string, double> tenant_counters;  // the policy's (vtc)
   EngineStats engine;
@@ -113,11 +112,12 @@ class Scheduler {
   void loop();
   // One iteration under engine_mu_; fills `ended` with requests that ended.
   void iterate(std::vector<std::unique_ptr<Request>>* ended);
-  // The one place where requests end before their last token: a passed
-  // deadline (kDeadline, even when the client also cancelled: gRPC cancels
-  // a call whose deadline passed), a client cancel (kCancelled), a stop
-  // string found by the frontend (kStop), the TTFT SLO (kDeadline).
-  void sweep(std::vector<std::unique_ptr<Request>>* ended);
+  void drop_cancelled(std::vector<std::unique_ptr<Request>>* ended);
+  // Client deadlines and the TTFT SLO: ends requests that cannot make it.
+  // The one place deadlines are decided; it runs before drop_cancelled, so
+  // a request past its deadline ends as kDeadline even if its client also
+  // cancelled (gRPC cancels a call at its deadline).
+  void abort_late(std::vector<std::unique_ptr<Request>>* ended);
   void admit(std::vector<std::unique_ptr<Request>>* ended);
   // Runs one engine step, preempting on KV exhaustion; false if nothing ran.
   bool run_step(std::vector<std::unique_ptr<Request>>* ended);
@@ -145,6 +145,7 @@ class Scheduler {
   // Admin calls waiting for engine_mu_: the loop steps aside for them, since
   // std::mutex is not fair and the loop retakes it at once.
   std::atomic<int32_t> admin_waiting_{0};
+  std::atomic<uint64_t> non_finite_{0};  // requests failed for non-finite logits
   // What stats() reports, published by the loop after every iteration so a
   // monitoring call never waits for the engine.
   mutable std::mutex snapshot_mu_;
@@ -162,7 +163,6 @@ class Scheduler {
   uint64_t step_count_ = 0, preemptions_ = 0;
   std::atomic<int32_t> waiting_count_{0}, running_count_{0};
   std::atomic<uint64_t> completed_{0}, cancelled_{0}, failed_{0}, tokens_generated_{0}, aborted_{0};
-  std::atomic<uint64_t> non_finite_{0};
   double step_ms_ewma_ = 0;  // loop-owned; read under engine_mu_
 
   std::thread thread_;

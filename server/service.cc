@@ -152,18 +152,12 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
     queue_ms = fin.queue_ms;
   };
   // The call is over on our side: the client went away, or gRPC cancelled
-  // it because its deadline passed. Tell the scheduler (a cancel; nothing
-  // for a deadline, which the scheduler enforces itself, the one place
-  // deadlines are decided) and wait for its verdict, which comes at its
-  // next iteration, so the account matches its stats. A client cancels at
-  // its own deadline, and that cancel reaches us about when our copy of the
-  // deadline expires (it was sent as a timeout: ours = theirs + latency),
-  // often a little before: a cancel that close to the deadline is left to
-  // the deadline.
+  // it at its deadline. Cancel, and wait for the scheduler's verdict (it
+  // comes at its next iteration): the scheduler decides whether that was
+  // the deadline (DEADLINE_EXCEEDED, an abort) or a cancellation, and the
+  // tenant's account then says what the scheduler's stats say.
   auto abandon = [&](const char* why) -> Status {
-    constexpr auto kDeadlineSlack = std::chrono::milliseconds(250);
-    const bool at_deadline = ctx->deadline() <= std::chrono::system_clock::now() + kDeadlineSlack;
-    if (!at_deadline) stream->cancel();
+    stream->cancel();
     outcome = RequestOutcome::kCancelled;
     const auto give_up = Clock::now() + std::chrono::seconds(30);
     while (Clock::now() < give_up) {
@@ -171,14 +165,12 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
       if (!stream->pop(&e, std::chrono::milliseconds(50)) || !e.final) continue;
       account(e);
       if (e.finish == FinishReason::kDeadline) return e.error;
-      return Status(StatusCode::kCancelled, why);
+      break;
     }
-    stream->cancel();  // the scheduler is wedged; do not leave the request running
     return Status(StatusCode::kCancelled, why);
   };
   // Text: each delta is valid UTF-8; a stop string ends the request here
-  // (the scheduler ends it as a stop, keeping the tokens sent) and is not
-  // returned.
+  // (the scheduler ends it as a stop, a completion) and is not returned.
   std::unique_ptr<TextStream> text_stream;
   if (tok != nullptr) {
     text_stream = std::make_unique<TextStream>(
@@ -196,12 +188,13 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
       continue;
     }
     if (stopped_by_string && !e.final) continue;  // computed after the stop: dropped
-    if (e.final) account(e);
+    if (e.final) account(e);  // the scheduler's verdict
     if (e.final && stopped_by_string) {
-      // Normally the scheduler's kStop; if the request had already ended
-      // otherwise, the client still gets the text up to its stop string.
+      // Normally the scheduler's kStop; the client (and the account's token
+      // count) get the tokens up to the stop string, whatever came after.
       e.finish = FinishReason::kStop;
       e.completion_tokens = static_cast<int32_t>(sent_tokens);
+      completion_tokens = sent_tokens;
       e.tokens.clear();
       e.logprobs.clear();
     }
@@ -223,7 +216,7 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
       TextStream::Delta d = text_stream->push(e.tokens);
       if (d.stopped) {
         stopped_by_string = true;
-        stream->stop(static_cast<int32_t>(sent_tokens));
+        stream->stop_early();
       } else if (e.final) {
         d.text += text_stream->finish();
       }

@@ -258,7 +258,9 @@ TEST(Sampling, NonFiniteRowsAreNotSampledAndOtherRowsAreUntouched) {
     const Draw alone = sample_one(row0, configs[0], 3);
     EXPECT_EQ(tokens[0], alone.token);
     EXPECT_EQ(logprobs[0], alone.logprob);
-    if (temperature == 0.0f) EXPECT_EQ(tokens[0], 1);
+    if (temperature == 0.0f) {
+      EXPECT_EQ(tokens[0], 1);
+    }
     for (int r = 1; r < 4; ++r) {
       EXPECT_EQ(tokens[r], kNonFiniteRow) << "row " << r;
       EXPECT_TRUE(std::isnan(logprobs[r])) << "row " << r;
