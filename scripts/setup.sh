@@ -14,7 +14,11 @@ PKGS=(
   libpcre2-dev libutf8proc-dev
   clang-14 libclang-rt-14-dev libboost-context-dev
   python3 python3-numpy python3-torch python3-sentencepiece
+  nginx libnginx-mod-http-js
 )
+# kubectl renders the Kubernetes overlays in CI; Debian's kubernetes-client
+# unless the machine already has a kubectl of its own (they conflict).
+if ! command -v kubectl >/dev/null 2>&1; then PKGS+=(kubernetes-client); fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

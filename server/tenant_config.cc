@@ -1,6 +1,7 @@
 #include "server/tenant_config.h"
 
 #include "common/file_util.h"
+#include "common/sha256.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -43,18 +44,6 @@ bool from_hex(const std::string& hex, std::string* out) {
   return true;
 }
 
-std::string sha256_hex(const std::string& salt, const std::string& key) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx, salt.data(), salt.size());
-  EVP_DigestUpdate(ctx, key.data(), key.size());
-  EVP_DigestFinal_ex(ctx, digest, &len);
-  EVP_MD_CTX_free(ctx);
-  return to_hex(digest, len);
-}
-
 bool valid_tenant_name(const std::string& name) {
   if (name.empty() || name.size() > 64 || name == "public") return false;
   for (char c : name) {
@@ -92,7 +81,7 @@ Status parse_quotas(const YAML::Node& q, const std::string& where, TenantQuotas*
 std::string hash_api_key_with_salt(const std::string& key, const std::string& salt_hex) {
   std::string salt;
   from_hex(salt_hex, &salt);
-  return "sha256$" + salt_hex + "$" + sha256_hex(salt, key);
+  return "sha256$" + salt_hex + "$" + sha256_hex({salt, key});
 }
 
 std::string hash_api_key(const std::string& key) {
@@ -110,7 +99,7 @@ bool verify_api_key(const std::string& key, const std::string& stored) {
   std::string salt;
   if (!from_hex(stored.substr(a + 1, b - a - 1), &salt)) return false;
   const std::string want = stored.substr(b + 1);
-  const std::string got = sha256_hex(salt, key);
+  const std::string got = sha256_hex({salt, key});
   return want.size() == got.size() && CRYPTO_memcmp(want.data(), got.data(), got.size()) == 0;
 }
 

@@ -13,6 +13,15 @@
 
 namespace loraserve {
 
+// ChatML as Qwen2.5 writes it, after the tokenizer's BOS (the synth models
+// are Llama-shaped and add one): the demo and the tests can chat.
+const char kChatMlTemplate[] =
+    "{{ bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
 namespace {
 
 // Original prose written for this file: plain English with digits,
@@ -239,7 +248,8 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(int64_t vocab_size, int64_t bos_
                  {"unk_token", "<unk>"},
                  {"clean_up_tokenization_spaces", false},
                  {"model_max_length", model_max_length},
-                 {"tokenizer_class", "PreTrainedTokenizerFast"}};
+                 {"tokenizer_class", "PreTrainedTokenizerFast"},
+                 {"chat_template", kChatMlTemplate}};
   TrainedTokenizerFiles files;
   files.tokenizer_json = root.dump(1) + "\n";
   files.tokenizer_config_json = config.dump(2) + "\n";
