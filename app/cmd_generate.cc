@@ -90,6 +90,9 @@ int run_generate(GenerateFlags f) {
   std::vector<GenerationResult> results;
   Status s = generate(**engine, reqs, &results);
   if (!s.ok()) return fail(s);
+  for (const GenerationResult& r : results) {
+    if (!r.error.ok()) return fail(r.error);
+  }
 
   for (size_t i = 0; i < n_req && !f.logits_out.empty(); ++i) {
     // One request: the file as named; several: FILE.0, FILE.1, ...

@@ -19,6 +19,16 @@ namespace {
 // the first key that matches a module.
 using ojson = nlohmann::ordered_json;
 
+// Bounds on what a PEFT config may ask for (see lora_adapter.h for why).
+constexpr int64_t kMaxRank = 65536;
+constexpr double kMaxAbsScale = 1e4;
+
+std::string number_text(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
 constexpr const char* kModuleNames[kNumLoraModules] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                        "gate_proj", "up_proj", "down_proj"};
 
@@ -106,6 +116,15 @@ Status parse_pattern(const ojson& j, const char* field, bool integer,
     PatternEntry p;
     p.key = e.key();
     p.value = v.get<double>();
+    const std::string where =
+        std::string("adapter_config.json: ") + field + "[\"" + e.key() + "\"]";
+    if (!std::isfinite(p.value)) {
+      return invalid_argument(where + " is not a finite number: " + v.dump());
+    }
+    if (integer && (v.get<int64_t>() <= 0 || v.get<int64_t>() > kMaxRank)) {
+      return invalid_argument(where + " is a rank, which must be in [1, " +
+                              std::to_string(kMaxRank) + "], got " + v.dump());
+    }
     try {
       p.regex = std::regex("(.*\\.)?(" + p.key + ")", std::regex::ECMAScript);
     } catch (const std::regex_error& err) {
@@ -196,9 +215,9 @@ StatusOr<ParsedConfig> parse_adapter_config(const std::string& text) {
   p.cfg.r = 8;  // PEFT's defaults when a field is absent
   p.cfg.lora_alpha = 8;
   if (auto it = j.find("r"); it != j.end() && !it->is_null()) {
-    if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
-      return invalid_argument("adapter_config.json: r must be a positive integer, got " +
-                              it->dump());
+    if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > kMaxRank) {
+      return invalid_argument("adapter_config.json: r must be an integer in [1, " +
+                              std::to_string(kMaxRank) + "], got " + it->dump());
     }
     p.cfg.r = it->get<int64_t>();
   }
@@ -208,6 +227,10 @@ StatusOr<ParsedConfig> parse_adapter_config(const std::string& text) {
                               it->dump());
     }
     p.cfg.lora_alpha = it->get<double>();
+    if (!std::isfinite(p.cfg.lora_alpha)) {
+      return invalid_argument("adapter_config.json: lora_alpha is not a finite number: " +
+                              it->dump());
+    }
   }
   if (auto it = j.find("use_rslora"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean()) {
@@ -329,6 +352,21 @@ namespace {
 
 using LayerArray = std::vector<std::array<LoraWeights, kNumLoraModules>>;
 
+// A NaN or infinity in a LoRA weight (any dtype: bf16/f16 ones convert to
+// f32 NaN/inf) would poison every token of every request using the adapter.
+Status check_finite(const TensorInfo& t, const std::vector<float>& v) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (std::isfinite(v[i])) continue;
+    const int64_t cols = t.shape.size() == 2 && t.shape[1] > 0 ? t.shape[1] : 1;
+    const int64_t row = static_cast<int64_t>(i) / cols, col = static_cast<int64_t>(i) % cols;
+    return invalid_argument("tensor " + t.name + " (" + dtype_name(t.dtype) + ") holds " +
+                            (std::isnan(v[i]) ? "NaN" : "an infinity") + " at [" +
+                            std::to_string(row) + ", " + std::to_string(col) +
+                            "]; LoRA weights must be finite");
+  }
+  return ok_status();
+}
+
 // Validates `file` against the adapter config and the base model, then
 // converts each (layer, module) pair to fp32 A [rank, in] and Bt [rank, out].
 Status build_adapter(const std::string& config_text, const SafetensorsFile& file,
@@ -381,10 +419,24 @@ Status build_adapter(const std::string& config_text, const SafetensorsFile& file
       rank = static_cast<int64_t>(e->value);
     }
     double alpha = pc.cfg.lora_alpha;
-    if (const PatternEntry* e = find_pattern(pc.alpha_pattern, p.module_path)) alpha = e->value;
+    std::string alpha_field = "lora_alpha";
+    if (const PatternEntry* e = find_pattern(pc.alpha_pattern, p.module_path)) {
+      alpha = e->value;
+      alpha_field = "alpha_pattern[\"" + e->key + "\"]";
+    }
     if (rank <= 0) {
       return invalid_argument("adapter_config.json gives module " + p.module_path + " rank " +
                               std::to_string(rank));
+    }
+    const double scale = pc.cfg.use_rslora ? alpha / std::sqrt(static_cast<double>(rank))
+                                           : alpha / static_cast<double>(rank);
+    if (!(std::fabs(scale) <= kMaxAbsScale)) {
+      return invalid_argument("adapter_config.json: " + alpha_field + " " + number_text(alpha) +
+                              " gives module " + p.module_path + " the scale " +
+                              number_text(scale) + " (" + alpha_field +
+                              (pc.cfg.use_rslora ? " / sqrt(r), use_rslora" : " / r") + ", r " +
+                              std::to_string(rank) + "), beyond the bound |scale| <= " +
+                              number_text(kMaxAbsScale));
     }
     const std::vector<int64_t>& as = p.a->shape;
     const std::vector<int64_t>& bs = p.b->shape;
@@ -425,12 +477,13 @@ Status build_adapter(const std::string& config_text, const SafetensorsFile& file
 
     LoraWeights& w = (*layers)[static_cast<size_t>(key.first)][key.second];
     w.rank = static_cast<int32_t>(rank);
-    w.scale = static_cast<float>(pc.cfg.use_rslora ? alpha / std::sqrt(static_cast<double>(rank))
-                                                   : alpha / static_cast<double>(rank));
+    w.scale = static_cast<float>(scale);
     w.a.resize(static_cast<size_t>(rank * in));
     convert_to_f32(p.a->dtype, p.a->data, w.a.data(), w.a.size());
+    LS_RETURN_IF_ERROR(check_finite(*p.a, w.a));
     std::vector<float> b(static_cast<size_t>(out * rank));
     convert_to_f32(p.b->dtype, p.b->data, b.data(), b.size());
+    LS_RETURN_IF_ERROR(check_finite(*p.b, b));
     w.bt.resize(static_cast<size_t>(rank * out));
     for (int64_t o = 0; o < out; ++o) {
       for (int64_t k = 0; k < rank; ++k) w.bt[k * out + o] = b[o * rank + k];
@@ -467,7 +520,8 @@ StatusOr<std::unique_ptr<LoraAdapter>> LoraAdapter::load_bytes(const std::string
                                                                std::string safetensors_bytes,
                                                                const ModelConfig& base,
                                                                const std::string& label) {
-  LS_ASSIGN_OR_RETURN(auto file, SafetensorsFile::from_bytes(std::move(safetensors_bytes), label));
+  LS_ASSIGN_OR_RETURN(auto file, SafetensorsFile::from_bytes(std::move(safetensors_bytes),
+                                                            "adapter_model.safetensors of " + label));
   std::unique_ptr<LoraAdapter> a(new LoraAdapter());
   Status built =
       build_adapter(config_json, *file, base, &a->layers_, &a->max_rank_, &a->module_mask_);

@@ -45,7 +45,20 @@ class LoraAdapter {
   // Loads DIR/adapter_config.json and DIR/adapter_model.safetensors.
   // INVALID_ARGUMENT / FAILED_PRECONDITION (base mismatch) / UNIMPLEMENTED
   // (DoRA, modules_to_save, bias != "none", ...) with a message naming the
-  // field or tensor; DATA_LOSS for a corrupt file.
+  // field or tensor; DATA_LOSS for a corrupt file (the message names it).
+  //
+  // Numbers are checked, not trusted: every lora_A/lora_B element must be
+  // finite (NaN/inf refused, naming the tensor and element); lora_alpha and
+  // alpha_pattern values finite; r and rank_pattern values in [1, 65536];
+  // and each module's scale (alpha / r, or alpha / sqrt(r) with use_rslora)
+  // within |scale| <= 1e4, naming the field it came from. Why 1e4: PEFT's
+  // scales are alpha / r with alpha of the order of r (defaults 8 / 8; the
+  // common recipes alpha = r or 2r, rsLoRA alpha / sqrt(r)), so real
+  // adapters sit between ~0.1 and a few dozen. A scale of 1e4 already lets
+  // the delta outweigh the base projection by orders of magnitude; far
+  // beyond it the output is noise (lora_alpha 2^40 gives uniform tokens)
+  // or overflows (1e308 gives non-finite logits), which is a broken config,
+  // not a model. A negative scale is allowed (PEFT allows it).
   static StatusOr<std::unique_ptr<LoraAdapter>> load_dir(const std::string& dir,
                                                          const ModelConfig& base);
   // Same from bytes (uploads over the wire).

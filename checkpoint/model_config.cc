@@ -2,6 +2,7 @@
 
 #include "common/file_util.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -72,10 +73,21 @@ Status get_token_id(const json& j, const char* key, int64_t* out) {
   return ok_status();
 }
 
-Status require_positive(const char* key, int64_t v) {
+// Dimensions are positive and bounded, so that the sizes the engine derives
+// from them (q_dim = heads x head_dim, vocab x hidden, ...) cannot overflow
+// int64: 2^24 is ~64x the largest dimension of any released Llama-family
+// model (vocab 256k, intermediate 53k); context and layer counts have
+// bounds of their own.
+constexpr int64_t kMaxDim = int64_t{1} << 24;
+
+Status require_positive(const char* key, int64_t v, int64_t max = kMaxDim) {
   if (v <= 0) {
     return invalid_argument(std::string("config.json: field ") + key + " must be positive, got " +
                             std::to_string(v));
+  }
+  if (v > max) {
+    return invalid_argument(std::string("config.json: field ") + key + " is " +
+                            std::to_string(v) + ", beyond the supported " + std::to_string(max));
   }
   return ok_status();
 }
@@ -201,18 +213,21 @@ Status parse_rope_scaling(const json& rs, ModelConfig* c) {
   if (!st.ok()) return ctx(st);
   st = get_int(rs, "original_max_position_embeddings", true, &orig);
   if (!st.ok()) return ctx(st);
-  if (!(factor >= 1.0)) {
-    return invalid_argument("config.json: rope_scaling.factor must be >= 1, got " +
+  // Stored as float: beyond 1e6 a factor would make every wavelength
+  // "long" anyway, and beyond float's range the cast is undefined.
+  constexpr double kMaxRopeFactor = 1e6;
+  if (!(factor >= 1.0) || !(factor <= kMaxRopeFactor)) {
+    return invalid_argument("config.json: rope_scaling.factor must be in [1, 1e6], got " +
                             std::to_string(factor));
   }
-  if (!(low > 0) || !(high > low)) {
+  if (!(low > 0) || !(high > low) || !(high <= kMaxRopeFactor)) {
     return invalid_argument(
-        "config.json: rope_scaling needs 0 < low_freq_factor < high_freq_factor, got " +
+        "config.json: rope_scaling needs 0 < low_freq_factor < high_freq_factor <= 1e6, got " +
         std::to_string(low) + " and " + std::to_string(high));
   }
-  if (orig <= 0) {
+  if (orig <= 0 || orig > (int64_t{1} << 31)) {
     return invalid_argument(
-        "config.json: rope_scaling.original_max_position_embeddings must be positive");
+        "config.json: rope_scaling.original_max_position_embeddings must be in [1, 2^31]");
   }
   s.factor = static_cast<float>(factor);
   s.low_freq_factor = static_cast<float>(low);
@@ -244,7 +259,7 @@ StatusOr<ModelConfig> ModelConfig::from_json_text(const std::string& text) {
   LS_RETURN_IF_ERROR(get_int(j, "vocab_size", true, &c.vocab_size));
   LS_RETURN_IF_ERROR(require_positive("hidden_size", c.hidden_size));
   LS_RETURN_IF_ERROR(require_positive("intermediate_size", c.intermediate_size));
-  LS_RETURN_IF_ERROR(require_positive("num_hidden_layers", c.num_hidden_layers));
+  LS_RETURN_IF_ERROR(require_positive("num_hidden_layers", c.num_hidden_layers, 1 << 16));
   LS_RETURN_IF_ERROR(require_positive("num_attention_heads", c.num_attention_heads));
   LS_RETURN_IF_ERROR(require_positive("vocab_size", c.vocab_size));
 
@@ -277,11 +292,16 @@ StatusOr<ModelConfig> ModelConfig::from_json_text(const std::string& text) {
 
   c.max_position_embeddings = qwen ? 32768 : 2048;  // the transformers config defaults
   LS_RETURN_IF_ERROR(get_int(j, "max_position_embeddings", false, &c.max_position_embeddings));
-  LS_RETURN_IF_ERROR(require_positive("max_position_embeddings", c.max_position_embeddings));
+  LS_RETURN_IF_ERROR(require_positive("max_position_embeddings", c.max_position_embeddings,
+                                       int64_t{1} << 31));
   LS_RETURN_IF_ERROR(get_number(j, "rms_norm_eps", false, &c.rms_norm_eps));
-  if (!(c.rms_norm_eps > 0)) return invalid_argument("config.json: rms_norm_eps must be positive");
+  if (!(c.rms_norm_eps > 0) || !std::isfinite(c.rms_norm_eps)) {
+    return invalid_argument("config.json: rms_norm_eps must be positive and finite");
+  }
   LS_RETURN_IF_ERROR(get_number(j, "rope_theta", false, &c.rope_theta));
-  if (!(c.rope_theta > 0)) return invalid_argument("config.json: rope_theta must be positive");
+  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta)) {
+    return invalid_argument("config.json: rope_theta must be positive and finite");
+  }
   LS_RETURN_IF_ERROR(get_bool(j, "tie_word_embeddings", &c.tie_word_embeddings));
 
   if (auto it = j.find("hidden_act"); it != j.end() && !it->is_null()) {

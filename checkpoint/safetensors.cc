@@ -12,7 +12,10 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <map>
+#include <memory>
 #include <set>
+#include <stdexcept>
 #include <utility>
 
 namespace loraserve {
@@ -34,6 +37,71 @@ bool checked_numel(const std::vector<int64_t>& shape, uint64_t limit, uint64_t* 
   }
   *out = n;
   return true;
+}
+
+// Bits per element of every dtype the safetensors format defines (the
+// reference's Dtype enum); 0 for a name it does not define. loraserve reads
+// BF16/F16/F32 only, but a file is checked against the whole format first.
+int safetensors_dtype_bits(const std::string& s) {
+  static const std::map<std::string, int> kBits = {
+      {"BOOL", 8},    {"U8", 8},      {"I8", 8},       {"F8_E5M2", 8},   {"F8_E4M3", 8},
+      {"F8_E8M0", 8}, {"F4", 4},      {"F6_E2M3", 6},  {"F6_E3M2", 6},   {"I16", 16},
+      {"U16", 16},    {"F16", 16},    {"BF16", 16},    {"I32", 32},      {"U32", 32},
+      {"F32", 32},    {"C64", 64},    {"F64", 64},     {"I64", 64},      {"U64", 64}};
+  auto it = kBits.find(s);
+  return it == kBits.end() ? 0 : it->second;
+}
+
+// Thrown from the parser callback to stop reading a header whose shape no
+// safetensors header can have (the DOM is never built for it).
+struct HeaderShapeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A valid header nests at most three deep ({name: {"shape": [dims]}}) and no
+// array in it is longer than a tensor's rank, which PyTorch caps at 64; the
+// callback refuses anything else while parsing, so a hostile 100 MB header
+// cannot build a huge or deep document. It also records the first
+// top-level key seen twice (JSON allows it; a safetensors header must not).
+json::parser_callback_t header_guard(std::string* dup) {
+  struct State {
+    std::set<std::string> keys;
+    std::vector<std::pair<bool, int64_t>> open;  // (is array, elements so far)
+  };
+  auto st = std::make_shared<State>();
+  return [st, dup](int depth, json::parse_event_t ev, json& parsed) {
+    constexpr int kMaxDepth = 3;
+    constexpr int64_t kMaxArray = 64;
+    auto count_element = [&] {
+      if (!st->open.empty() && st->open.back().first && ++st->open.back().second > kMaxArray) {
+        throw HeaderShapeError("an array holds more than " + std::to_string(kMaxArray) +
+                               " elements (a tensor has at most 64 dimensions)");
+      }
+    };
+    switch (ev) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        if (depth >= kMaxDepth) {
+          throw HeaderShapeError("nested deeper than a safetensors header can be");
+        }
+        count_element();
+        st->open.emplace_back(ev == json::parse_event_t::array_start, 0);
+        break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!st->open.empty()) st->open.pop_back();
+        break;
+      case json::parse_event_t::key:
+        if (depth == 1 && !st->keys.insert(parsed.get<std::string>()).second && dup->empty()) {
+          *dup = parsed.get<std::string>();
+        }
+        break;
+      case json::parse_event_t::value:
+        count_element();
+        break;
+    }
+    return true;
+  };
 }
 
 Status errno_status(const std::string& what, const std::string& path, int err) {
@@ -123,19 +191,31 @@ Status SafetensorsFile::parse(const uint8_t* base, size_t size) {
   const uint8_t* data = header + n;
   const uint64_t data_size = size - 8 - n;
 
+  // nlohmann's lexer takes a NUL byte as the end of input, so "{...}\0junk"
+  // would parse; JSON has no raw NUL anywhere (strings escape it), so a
+  // header holding one is corrupt, as the reference's parser finds.
+  if (const void* nul = std::memchr(header, 0, n)) {
+    return data_loss("corrupt header: NUL byte at header offset " +
+                     std::to_string(static_cast<const uint8_t*>(nul) - header));
+  }
   json root;
+  std::string dup;
   try {
-    root = json::parse(header, header + n);
+    root = json::parse(header, header + n, header_guard(&dup));
+  } catch (const HeaderShapeError& e) {
+    return data_loss(std::string("corrupt header: ") + e.what());
   } catch (const json::exception& e) {
     return data_loss(std::string("corrupt header: ") + e.what());
   }
   if (!root.is_object()) return data_loss("corrupt header: the header is not a JSON object");
+  if (!dup.empty()) return data_loss("corrupt header: key \"" + dup + "\" appears twice");
 
   struct Range {
     uint64_t begin, end;
     const std::string* name;
   };
   std::vector<Range> ranges;
+  std::string unsupported;  // the first tensor of a known dtype loraserve cannot read
   for (auto it = root.begin(); it != root.end(); ++it) {
     const std::string& name = it.key();
     const json& entry = it.value();
@@ -166,12 +246,16 @@ Status SafetensorsFile::parse(const uint8_t* base, size_t size) {
     TensorInfo info;
     info.name = name;
     const std::string dtype_str = dt->get<std::string>();
-    if (!parse_dtype(dtype_str, &info.dtype)) {
-      return invalid_argument(where + "unsupported dtype " + dtype_str +
-                              " (supported: BF16, F16, F32)");
+    const int bits = safetensors_dtype_bits(dtype_str);
+    if (bits == 0) {
+      return data_loss("corrupt header: " + where + "unknown dtype \"" + dtype_str + "\"");
+    }
+    if (!parse_dtype(dtype_str, &info.dtype) && unsupported.empty()) {
+      unsupported = where + "unsupported dtype " + dtype_str + " (supported: BF16, F16, F32)";
     }
     for (const json& d : *sh) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+      if (!d.is_number_integer() || (!d.is_number_unsigned() && d.get<int64_t>() < 0) ||
+          d.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return data_loss("corrupt header: " + where + "shape " + sh->dump() +
                          " must hold non-negative integers");
       }
@@ -189,13 +273,17 @@ Status SafetensorsFile::parse(const uint8_t* base, size_t size) {
       return data_loss(where + "data range [" + std::to_string(begin) + "," + std::to_string(end) +
                        ") outside the file's " + std::to_string(data_size) + " data bytes");
     }
+    // Sizes in bits, as the reference does, so sub-byte dtypes are exact.
     uint64_t numel = 0;
-    const uint64_t elem = dtype_size(info.dtype);
-    const bool fits =
-        checked_numel(info.shape, std::numeric_limits<uint64_t>::max() / elem, &numel);
-    if (!fits || numel * elem != end - begin) {
+    const bool fits = checked_numel(info.shape, std::numeric_limits<uint64_t>::max() / bits, &numel);
+    const uint64_t nbits = fits ? numel * bits : 0;
+    if (fits && nbits % 8 != 0) {
       return data_loss(where + "shape " + shape_string(info.shape) + " of " + dtype_str +
-                       " needs " + (fits ? std::to_string(numel * elem) : "too many") +
+                       " is not a whole number of bytes");
+    }
+    if (!fits || nbits / 8 != end - begin) {
+      return data_loss(where + "shape " + shape_string(info.shape) + " of " + dtype_str +
+                       " needs " + (fits ? std::to_string(nbits / 8) : "too many") +
                        " bytes but data_offsets [" + std::to_string(begin) + "," +
                        std::to_string(end) + ") span " + std::to_string(end - begin));
     }
@@ -205,19 +293,42 @@ Status SafetensorsFile::parse(const uint8_t* base, size_t size) {
     ranges.push_back({begin, end, &inserted.first->first});
   }
 
-  // Overlap check: sort by begin; empty tensors occupy no bytes.
+  // As the reference does: sorted by (begin, end), the tensors must tile
+  // the data section from byte 0 with no gap and no overlap, and end exactly
+  // where the file ends. A header length one byte off, bytes appended after
+  // the last tensor or a range pointing at the wrong bytes all fail here.
   std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
+  uint64_t covered = 0;
   const Range* prev = nullptr;
   for (const Range& r : ranges) {
-    if (r.begin == r.end) continue;
-    if (prev != nullptr && r.begin < prev->end) {
+    if (r.begin < covered) {
       return data_loss("tensors " + *prev->name + " [" + std::to_string(prev->begin) + "," +
                        std::to_string(prev->end) + ") and " + *r.name + " [" +
                        std::to_string(r.begin) + "," + std::to_string(r.end) + ") overlap");
     }
+    if (r.begin > covered) {
+      return data_loss("tensor " + *r.name + " starts at data byte " + std::to_string(r.begin) +
+                       " but " +
+                       (prev ? "the tensor before it, " + *prev->name + ", ends at " +
+                                   std::to_string(prev->end)
+                             : std::string("no tensor starts at 0")) +
+                       ": " + std::to_string(r.begin - covered) + " bytes belong to no tensor");
+    }
+    covered = r.end;
     prev = &r;
+  }
+  if (covered != data_size) {
+    return data_loss("the tensors cover " + std::to_string(covered) + " bytes but the data " +
+                     "section holds " + std::to_string(data_size) + ": " +
+                     std::to_string(data_size - covered) +
+                     " byte(s) after the last tensor (a wrong header length, or bytes appended)");
+  }
+  if (!unsupported.empty()) {
+    tensors_.clear();
+    metadata_.clear();
+    return invalid_argument(unsupported);
   }
   return ok_status();
 }

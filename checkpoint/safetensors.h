@@ -3,10 +3,16 @@
 // Format: 8-byte little-endian header length N, N bytes of JSON
 // {name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__": {...}},
 // then the data section; offsets are relative to the data section. open()
-// validates everything before any tensor is handed out: header length within
-// the file, JSON well-formed, dtype supported (BF16/F16/F32), product(shape)
-// x dtype size == end - begin, ranges inside the data section, no two
-// tensors overlapping. Each failure names the tensor or field.
+// validates the whole file as Hugging Face's safetensors crate does before
+// any tensor is handed out: N at most 100 MB and inside the file, the JSON
+// well-formed (no key twice, nothing nested deeper than a header can be),
+// __metadata__ a map of strings, every dtype one the format defines,
+// product(shape) x dtype size == end - begin without overflow, and the
+// ranges, sorted, tiling the data section exactly: starting at 0, no gaps,
+// no overlaps, ending at the end of the file (so a header length one byte
+// off, or bytes appended, are refused). Then dtypes loraserve cannot read
+// (anything but BF16/F16/F32) are refused. Each failure names the tensor or
+// field; open() prefixes the file's path, from_bytes() its label.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +44,8 @@ class SafetensorsFile {
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
   // DATA_LOSS for a corrupt/truncated file, NOT_FOUND when missing,
-  // INVALID_ARGUMENT for an unsupported dtype.
+  // INVALID_ARGUMENT for a well-formed file holding a dtype other than
+  // BF16/F16/F32.
   static StatusOr<std::unique_ptr<SafetensorsFile>> open(const std::string& path);
   // Same validation over bytes already in memory (uploads); the bytes are copied.
   static StatusOr<std::unique_ptr<SafetensorsFile>> from_bytes(std::string bytes,

@@ -4,6 +4,14 @@
 
 namespace loraserve {
 
+namespace {
+inline uint16_t load_u16(const unsigned char* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+}  // namespace
+
 size_t dtype_size(DType t) {
   switch (t) {
     case DType::kF32: return 4;
@@ -68,14 +76,16 @@ void convert_to_f32(DType src_type, const void* src, float* dst, size_t n) {
     case DType::kF32:
       std::memcpy(dst, src, n * 4);
       return;
+    // A valid safetensors file may put a tensor at any byte offset, so the
+    // 16-bit loads go through memcpy (one unaligned-safe load each).
     case DType::kBF16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+      const unsigned char* s = static_cast<const unsigned char*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(s + 2 * i));
       return;
     }
     case DType::kF16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      const unsigned char* s = static_cast<const unsigned char*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(load_u16(s + 2 * i));
       return;
     }
   }

@@ -334,6 +334,10 @@ Status Engine::step(const std::vector<SequenceStep>& batch, std::vector<Sequence
   for (size_t r = 0; r < built.sample_entry.size(); ++r) {
     const int32_t idx = built.sample_entry[r];
     SequenceResult& res = (*results)[idx];
+    if (sampled.tokens[r] == kernels::kNonFiniteRow) {
+      res.non_finite = true;
+      continue;
+    }
     res.sampled = true;
     res.token = sampled.tokens[r];
     res.logprob = sampled.logprobs[r];

@@ -55,6 +55,10 @@ struct SequenceStep {
 struct SequenceResult {
   int64_t seq_id = 0;
   bool sampled = false;
+  // The sequence was due to sample but its logits were not finite (NaN or
+  // inf, e.g. an adapter whose weights overflow on this input): no token
+  // was drawn (sampled stays false, token -1). The caller must end it.
+  bool non_finite = false;
   int32_t token = -1;
   float logprob = 0.0f;
   std::vector<float> logits;  // [vocab] when want_logits

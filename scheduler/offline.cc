@@ -16,6 +16,14 @@ struct Active {
 
 }  // namespace
 
+Status non_finite_logits_error(const std::string& adapter_id, size_t token_index) {
+  return data_loss("non-finite logits (NaN or infinity) for " +
+                   (adapter_id.empty() ? std::string("the base model")
+                                       : "adapter '" + adapter_id + "'") +
+                   " at generated token " + std::to_string(token_index) +
+                   "; the request was ended without emitting it");
+}
+
 Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
                 std::vector<GenerationResult>* results) {
   results->assign(requests.size(), GenerationResult{});
@@ -85,8 +93,16 @@ Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
       Active& a = state[i];
       const GenerationRequest& r = requests[i];
       if (a.prompt_done < r.prompt.size()) a.prompt_done += batch[j].tokens.size();
-      if (!out[j].sampled) continue;
       GenerationResult& res = (*results)[i];
+      if (out[j].non_finite) {
+        res.finish = GenerationFinish::kError;
+        res.error = non_finite_logits_error(r.adapter_id, res.tokens.size());
+        a.finished = true;
+        engine.end_sequence(a.seq_id);
+        --running;
+        continue;
+      }
+      if (!out[j].sampled) continue;
       res.tokens.push_back(out[j].token);
       res.logprobs.push_back(out[j].logprob);
       if (r.want_logits) res.logits.push_back(std::move(out[j].logits));

@@ -27,16 +27,25 @@ struct GenerationRequest {
   int32_t prefill_chunk = 0;            // prompt tokens per step; 0 = whole prompt at once
 };
 
-enum class GenerationFinish { kLength, kStop };
+enum class GenerationFinish { kLength, kStop, kError };
 
 struct GenerationResult {
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;
   std::vector<std::vector<float>> logits;  // [tokens][vocab] when want_logits
   GenerationFinish finish = GenerationFinish::kLength;
+  // Set with kError: this request failed alone (its logits were not finite;
+  // DATA_LOSS naming the adapter) and its tokens stop before the bad one.
+  Status error;
 };
 
+// A non-OK return fails the whole call (bad requests, engine errors); a
+// request whose logits turn non-finite fails alone (its result's error).
 Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
                 std::vector<GenerationResult>* results);
+
+// The error a request gets when its logits are not finite: DATA_LOSS naming
+// the adapter ("" = the base model) and the token it was drawing.
+Status non_finite_logits_error(const std::string& adapter_id, size_t token_index);
 
 }  // namespace loraserve

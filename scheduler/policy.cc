@@ -26,30 +26,45 @@ Request* FcfsPolicy::preempt_victim(const std::vector<Request*>& running) {
 std::vector<Request*> VtcPolicy::admit(const std::deque<Request*>& waiting, int32_t free_slots,
                                        MemoryView& memory) {
   std::vector<Request*> out;
-  std::vector<bool> taken(waiting.size(), false);
+  if (free_slots <= 0 || waiting.empty()) return out;
+  // Bucket the queue by tenant once per step: each tenant's requests in
+  // arrival order, behind a cursor. A pick then looks at one head per
+  // tenant instead of rescanning the whole queue (and its map lookups) for
+  // every slot: O(waiting + slots * tenants) instead of O(slots * waiting).
+  struct Bucket {
+    double projected = 0;  // the counter as it would be after this round's admissions
+    std::vector<Request*> queue;
+    size_t next = 0;
+  };
+  std::map<std::string, Bucket> buckets;
+  for (Request* r : waiting) buckets[r->params.tenant].queue.push_back(r);
+  for (auto& [tenant, b] : buckets) {
+    auto it = counter_.find(tenant);
+    b.projected = it == counter_.end() ? 0.0 : it->second;
+    // `waiting` is in arrival order already; sorting keeps the contract
+    // even if a caller hands it otherwise (stable: ties keep queue order).
+    std::stable_sort(b.queue.begin(), b.queue.end(), [](const Request* x, const Request* y) {
+      return x->arrival_seq < y->arrival_seq;
+    });
+  }
   // Counters as they would be after this round's admissions: a tenant that
   // gets a request in is charged its prompt now, so one round does not hand
   // every slot to the same tenant.
-  std::map<std::string, double> projected = counter_;
   while (static_cast<int32_t>(out.size()) < free_slots) {
-    int best = -1;
-    for (size_t i = 0; i < waiting.size(); ++i) {
-      if (taken[i]) continue;
-      const Request* r = waiting[i];
-      if (best < 0) {
-        best = static_cast<int>(i);
-        continue;
+    Bucket* best = nullptr;
+    for (auto& [tenant, b] : buckets) {
+      if (b.next >= b.queue.size()) continue;
+      if (best == nullptr || b.projected < best->projected ||
+          (b.projected == best->projected &&
+           b.queue[b.next]->arrival_seq < best->queue[best->next]->arrival_seq)) {
+        best = &b;
       }
-      const Request* b = waiting[best];
-      const double cr = projected[r->params.tenant];
-      const double cb = projected[b->params.tenant];
-      if (cr < cb || (cr == cb && r->arrival_seq < b->arrival_seq)) best = static_cast<int>(i);
     }
-    if (best < 0) break;
-    Request* r = waiting[best];
+    if (best == nullptr) break;
+    Request* r = best->queue[best->next];
     if (!memory.try_admit(*r)) break;
-    taken[best] = true;
-    projected[r->params.tenant] += w_prefill_ * static_cast<double>(r->context_len());
+    best->next += 1;
+    best->projected += w_prefill_ * static_cast<double>(r->context_len());
     out.push_back(r);
   }
   return out;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "scheduler/offline.h"
+
 namespace loraserve {
 
 namespace {
@@ -12,6 +14,18 @@ constexpr int kPrefetchDepth = 4;
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// A cancel this close to the request's deadline is the deadline's doing: a
+// gRPC client cancels at its own deadline, and the cancel reaches us about
+// when our copy expires (it travelled as a timeout: ours = theirs +
+// latency), often a little before it.
+constexpr auto kDeadlineSlack = std::chrono::milliseconds(250);
+
+bool past_deadline(const Request& r, Clock::time_point now) {
+  if (now >= r.params.deadline) return true;
+  return r.stream->cancelled() && !r.stream->stopped_early() &&
+         r.params.deadline - now <= kDeadlineSlack;
 }
 
 }  // namespace
@@ -258,6 +272,7 @@ SchedulerStats Scheduler::stats() {
     s.waiting = waiting_count_.load() + static_cast<int32_t>(incoming_.size());
   }
   s.running = running_count_.load();
+  s.non_finite = non_finite_.load();
   s.completed = completed_.load();
   s.cancelled = cancelled_.load();
   s.failed = failed_.load();
@@ -366,8 +381,8 @@ void Scheduler::loop() {
 }
 
 void Scheduler::iterate(std::vector<std::unique_ptr<Request>>* ended) {
-  drop_cancelled(ended);
   abort_late(ended);
+  drop_cancelled(ended);
   admit(ended);
   run_step(ended);
 }
@@ -376,12 +391,12 @@ void Scheduler::abort_late(std::vector<std::unique_ptr<Request>>* ended) {
   const auto now = Clock::now();
   std::vector<std::pair<Request*, Status>> late;
   for (Request* r : running_) {
-    if (now >= r->params.deadline) {
+    if (past_deadline(*r, now)) {
       late.emplace_back(r, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
     }
   }
   for (Request* r : waiting_) {
-    if (now >= r->params.deadline) {
+    if (past_deadline(*r, now)) {
       late.emplace_back(r, Status(StatusCode::kDeadlineExceeded,
                                   "the request's deadline passed while it was queued"));
       continue;
@@ -529,6 +544,12 @@ bool Scheduler::run_step(std::vector<std::unique_ptr<Request>>* ended) {
                           r->kv_len == r->context_len();
       policy_->on_served(*r, decode ? 0 : static_cast<int32_t>(batch[i].tokens.size()),
                          results[i].sampled ? 1 : 0);
+      if (results[i].non_finite) {  // fails this request alone; nothing is emitted
+        non_finite_ += 1;
+        finish(r, FinishReason::kError,
+               non_finite_logits_error(r->params.adapter_id, r->generated.size()), ended);
+        continue;
+      }
       if (!results[i].sampled) continue;
       last_batch_requests_ += 1;
       const int32_t token = results[i].token;

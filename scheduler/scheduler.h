@@ -58,6 +58,7 @@ struct SchedulerStats {
   uint64_t completed = 0;
   uint64_t cancelled = 0;
   uint64_t failed = 0;
+  uint64_t non_finite = 0;         // of `failed`: logits not finite (NaN/inf), see run_step
   uint64_t tokens_generated = 0;
   uint64_t preemptions = 0;
   uint64_t steps = 0;
@@ -127,6 +128,9 @@ class Scheduler {
   void iterate(std::vector<std::unique_ptr<Request>>* ended);
   void drop_cancelled(std::vector<std::unique_ptr<Request>>* ended);
   // Client deadlines and the TTFT SLO: ends requests that cannot make it.
+  // The one place deadlines are decided; it runs before drop_cancelled, so
+  // a request past its deadline ends as kDeadline even if its client also
+  // cancelled (gRPC cancels a call at its deadline).
   void abort_late(std::vector<std::unique_ptr<Request>>* ended);
   void admit(std::vector<std::unique_ptr<Request>>* ended);
   // Runs one engine step, preempting on KV exhaustion; false if nothing ran.
@@ -155,6 +159,7 @@ class Scheduler {
   // Admin calls waiting for engine_mu_: the loop steps aside for them, since
   // std::mutex is not fair and the loop retakes it at once.
   std::atomic<int32_t> admin_waiting_{0};
+  std::atomic<uint64_t> non_finite_{0};  // requests failed for non-finite logits
   // What stats() reports, published by the loop after every iteration so a
   // monitoring call never waits for the engine.
   mutable std::mutex snapshot_mu_;

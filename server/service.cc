@@ -220,6 +220,7 @@ grpc::Status LoraServeService::GetStats(grpc::ServerContext* ctx, const v1::GetS
   resp->set_requests_completed(s.completed);
   resp->set_requests_cancelled(s.cancelled);
   resp->set_requests_failed(s.failed + s.aborted);
+  resp->set_requests_non_finite(s.non_finite);
   resp->set_tokens_generated(s.tokens_generated);
   resp->set_preemptions(s.preemptions);
   resp->set_steps(s.steps);

@@ -28,6 +28,12 @@ struct SampleParams {
   float* out_logprobs = nullptr;            // [num_rows] log p(token) under the unmodified model
 };
 
+// A row whose logits hold a NaN or an infinity is not sampled: its token is
+// kNonFiniteRow and its logprob NaN, so no garbage token can leave the
+// sampler (a model's logits are finite; there is no masking stage that
+// could put a legitimate -inf there). The engine fails that request alone.
+constexpr int32_t kNonFiniteRow = -1;
+
 Status sample_ref(const SampleParams& p);
 
 // A uniform float in [0, 1) from (seed, step): splitmix64 of the mixed pair.

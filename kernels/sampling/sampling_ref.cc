@@ -125,6 +125,11 @@ Status sample_ref(const SampleParams& p) {
   std::vector<float> logprobs(static_cast<size_t>(p.vocab));
   for (int64_t r = 0; r < p.num_rows; ++r) {
     const float* row = p.logits + r * p.vocab;
+    if (!std::all_of(row, row + p.vocab, [](float x) { return std::isfinite(x); })) {
+      p.out_tokens[r] = kNonFiniteRow;
+      if (p.out_logprobs) p.out_logprobs[r] = std::nanf("");
+      continue;
+    }
     const int32_t token = sample_row(row, p.vocab, p.configs[r], p.steps[r]);
     p.out_tokens[r] = token;
     // The reported logprob is the model's, before temperature/top-k/top-p reshaped the draw.

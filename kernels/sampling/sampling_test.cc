@@ -232,5 +232,41 @@ TEST(Sampling, RejectsBadConfigs) {
   EXPECT_EQ(sample_ref(p).code(), StatusCode::kInvalidArgument) << "null steps";
 }
 
+TEST(Sampling, NonFiniteRowsAreNotSampledAndOtherRowsAreUntouched) {
+  // Four rows: clean, a NaN, +inf (which argmax would happily pick), -inf;
+  // greedy and seeded sampling alike. Only the clean row draws a token.
+  const int64_t vocab = 5;
+  std::vector<float> logits = {0.1f, 2.0f, -1.0f, 0.5f, 0.0f,   // clean: argmax 1
+                               0.1f, 2.0f, NAN,   0.5f, 0.0f,   // NaN
+                               0.1f, 2.0f, -1.0f, INFINITY, 0.0f,
+                               -INFINITY, 2.0f, -1.0f, 0.5f, 0.0f};
+  for (float temperature : {0.0f, 0.8f}) {
+    std::vector<SamplingConfig> configs(4, config(temperature));
+    std::vector<uint64_t> steps(4, 3);
+    std::vector<int32_t> tokens(4, 99);
+    std::vector<float> logprobs(4, 99.0f);
+    SampleParams p;
+    p.logits = logits.data();
+    p.num_rows = 4;
+    p.vocab = vocab;
+    p.configs = configs.data();
+    p.steps = steps.data();
+    p.out_tokens = tokens.data();
+    p.out_logprobs = logprobs.data();
+    ASSERT_TRUE(sample_ref(p).ok());
+    const std::vector<float> row0(logits.begin(), logits.begin() + vocab);
+    const Draw alone = sample_one(row0, configs[0], 3);
+    EXPECT_EQ(tokens[0], alone.token);
+    EXPECT_EQ(logprobs[0], alone.logprob);
+    if (temperature == 0.0f) {
+      EXPECT_EQ(tokens[0], 1);
+    }
+    for (int r = 1; r < 4; ++r) {
+      EXPECT_EQ(tokens[r], kNonFiniteRow) << "row " << r;
+      EXPECT_TRUE(std::isnan(logprobs[r])) << "row " << r;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace loraserve::kernels

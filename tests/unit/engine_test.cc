@@ -15,6 +15,7 @@
 #include "checkpoint/model_weights.h"
 #include "checkpoint/synth.h"
 #include "tests/support/mixed_adapters.h"
+#include "tests/support/overflow_adapter.h"
 
 namespace loraserve {
 namespace {
@@ -348,6 +349,78 @@ TEST_F(EngineTest, PoolExhaustionIsResourceExhausted) {
   EXPECT_TRUE(engine->step({big}, &out).ok());
   engine->end_sequence(1);
   EXPECT_EQ(engine->stats().pool.free, engine->stats().pool.total);
+}
+
+// An adapter whose finite weights overflow (tests/support/overflow_adapter.h)
+// in a batch with the whole mixed set: its requests fail alone with a
+// DATA_LOSS naming it and emit nothing; every other request gets what it
+// gets in the same batch without them, and every page comes back.
+TEST_F(EngineTest, NonFiniteLogitsFailOnlyTheirRequests) {
+  const std::string poison_dir = dir_ + "/overflow";
+  ASSERT_TRUE(testing_util::write_overflowing_adapter(
+                  dir_ + "/" + testing_util::mixed_adapter_dirs()[1], poison_dir)
+                  .ok());
+  auto clean_engine = make_engine();
+  auto engine = make_engine();
+  ASSERT_NE(clean_engine, nullptr);
+  ASSERT_NE(engine, nullptr);
+  const auto slots = load_adapters(*clean_engine);
+  load_adapters(*engine);
+  auto poison = LoraAdapter::load_dir(poison_dir, engine->config());
+  ASSERT_TRUE(poison.ok()) << poison.status();  // every load check passes
+  ASSERT_TRUE(engine->register_adapter("overflow", **poison).ok());
+
+  const auto clean_reqs = mixed_requests(slots);
+  std::vector<GenerationResult> clean;
+  ASSERT_TRUE(generate(*clean_engine, clean_reqs, &clean).ok());
+
+  // The same requests with three poisoned ones among them: at the start,
+  // joining late with a chunked prefill, and sharing a prompt with base.
+  std::vector<GenerationRequest> reqs = clean_reqs;
+  std::vector<size_t> where;  // index in reqs of each clean request
+  for (size_t i = 0; i < clean_reqs.size(); ++i) where.push_back(i);
+  auto insert_poison = [&](size_t at, std::vector<int32_t> prompt, int32_t join, int32_t chunk) {
+    std::vector<GenerationRequest> one;
+    testing_util::add_request(&one, "overflow", std::move(prompt), 6, join, chunk);
+    reqs.insert(reqs.begin() + static_cast<int64_t>(at), one[0]);
+    for (size_t& w : where) w += w >= at ? 1 : 0;
+  };
+  insert_poison(0, {1, 17, 300, 42, 9}, 0, 0);
+  insert_poison(4, {5, 6, 7, 8, 9, 10, 11, 12, 13}, 2, 4);
+  insert_poison(9, {900, 3}, 1, 0);
+  std::vector<GenerationResult> mixed;
+  ASSERT_TRUE(generate(*engine, reqs, &mixed).ok());
+
+  size_t poisoned = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (reqs[i].adapter_id != "overflow") continue;
+    ++poisoned;
+    EXPECT_EQ(mixed[i].finish, GenerationFinish::kError) << i;
+    EXPECT_EQ(mixed[i].error.code(), StatusCode::kDataLoss) << mixed[i].error;
+    EXPECT_NE(mixed[i].error.message().find("non-finite logits"), std::string::npos);
+    EXPECT_NE(mixed[i].error.message().find("adapter 'overflow'"), std::string::npos);
+    EXPECT_TRUE(mixed[i].tokens.empty()) << "a token left a non-finite row";
+  }
+  EXPECT_EQ(poisoned, 3u);
+  for (size_t c = 0; c < clean_reqs.size(); ++c) {
+    const GenerationResult& got = mixed[where[c]];
+    ASSERT_TRUE(got.error.ok()) << "request " << c << ": " << got.error;
+    ASSERT_EQ(got.tokens, clean[c].tokens) << "request " << c;
+    for (size_t t = 0; t < got.logits.size(); ++t) {
+      for (size_t v = 0; v < got.logits[t].size(); ++v) {
+        ASSERT_TRUE(std::isfinite(got.logits[t][v]));
+        ASSERT_NEAR(got.logits[t][v], clean[c].logits[t][v], 1e-3)
+            << "request " << c << " step " << t << " token " << v;
+      }
+    }
+  }
+  EXPECT_EQ(engine->stats().pool.kv, 0);
+  EXPECT_EQ(engine->stats().sequences, 0);
+  // The engine keeps serving, the poisoned adapter included (it fails again).
+  std::vector<GenerationResult> again;
+  ASSERT_TRUE(generate(*engine, {clean_reqs[1], reqs[0]}, &again).ok());
+  EXPECT_EQ(again[0].tokens, clean[1].tokens);
+  EXPECT_EQ(again[1].finish, GenerationFinish::kError);
 }
 
 }  // namespace

@@ -408,5 +408,138 @@ TEST(LoraAdapter, MissingFiles) {
   EXPECT_NE(a.status().message().find("peft_type"), std::string::npos) << a.status();
 }
 
+// --- numbers are checked, not trusted (issue 18) ---
+
+// qv_tensors() with element `index` of tensor `name` replaced by `value`.
+std::vector<TensorToWrite> qv_with(const std::string& name, size_t index, float value,
+                                   DType dtype = DType::kF32) {
+  std::vector<TensorToWrite> ts;
+  for (int l = 0; l < 2; ++l) {
+    add_pair(&ts, l, "q_proj", 4, 16, 16, dtype);
+    add_pair(&ts, l, "v_proj", 4, 16, 8, dtype);
+  }
+  for (TensorToWrite& t : ts) {
+    if (t.name != name) continue;
+    convert_from_f32(dtype, &value, &t.bytes[index * dtype_size(dtype)], 1);
+    return ts;
+  }
+  ADD_FAILURE() << "no tensor " << name;
+  return ts;
+}
+
+TEST(LoraAdapterNumbers, NonFiniteWeightsAreRefusedNamingTheTensorInEveryDtype) {
+  const json cfg = peft_config(4, 8, {"q_proj", "v_proj"});
+  const std::string a1 = module_prefix(1, "v_proj") + ".lora_A.weight";
+  const std::string b0 = module_prefix(0, "q_proj") + ".lora_B.weight";
+  // Element 21 of A [4, 16] is row 1, column 5; of B [16, 4] row 5, column 1.
+  expect_error(cfg, qv_with(a1, 21, NAN), StatusCode::kInvalidArgument,
+               {a1, "(F32)", "NaN at [1, 5]", "must be finite"});
+  expect_error(cfg, qv_with(b0, 21, INFINITY, DType::kBF16), StatusCode::kInvalidArgument,
+               {b0, "(BF16)", "an infinity at [5, 1]"});
+  expect_error(cfg, qv_with(a1, 0, -INFINITY, DType::kF16), StatusCode::kInvalidArgument,
+               {a1, "(F16)", "infinity at [0, 0]"});
+  expect_error(cfg, qv_with(b0, 63, NAN, DType::kF16), StatusCode::kInvalidArgument,
+               {b0, "NaN at [15, 3]"});
+  // The largest finite values are fine (and a control that the helper works).
+  auto ok = load(cfg, qv_with(a1, 21, 65504.0f, DType::kF16));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)->weights(1, LoraModule::kV).a[21], 65504.0f);
+}
+
+TEST(LoraAdapterNumbers, AbsurdScalesAreRefusedNamingTheField) {
+  const auto ts = qv_tensors();
+  // The two reported cases: lora_alpha 1e308 (overflows to inf in f32) and
+  // 2^40 (finite, but uniform garbage).
+  expect_error(peft_config(4, 1e308, {"q_proj", "v_proj"}), ts, StatusCode::kInvalidArgument,
+               {"lora_alpha 1e+308", "scale 2.5e+307", "lora_alpha / r", "|scale| <= 10000"});
+  expect_error(peft_config(4, std::ldexp(1.0, 40), {"q_proj", "v_proj"}), ts,
+               StatusCode::kInvalidArgument,
+               {"lora_alpha 1.09951e+12", "scale 2.74878e+11", "|scale| <= 10000"});
+  json cfg = peft_config(4, 8, {"q_proj", "v_proj"});
+  cfg["alpha_pattern"] = {{"v_proj", 1e9}};
+  expect_error(cfg, ts, StatusCode::kInvalidArgument,
+               {"alpha_pattern[\"v_proj\"] 1e+09", "v_proj", "scale 2.5e+08"});
+  // rsLoRA divides by sqrt(r): alpha 3e4 at r 4 is 1.5e4, refused; 1.9e4 is
+  // 9.5e3, accepted.
+  cfg = peft_config(4, 3e4, {"q_proj", "v_proj"});
+  cfg["use_rslora"] = true;
+  expect_error(cfg, ts, StatusCode::kInvalidArgument, {"sqrt(r), use_rslora", "scale 15000"});
+  cfg["lora_alpha"] = 1.9e4;
+  auto a = load(cfg, ts);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FLOAT_EQ((*a)->weights(0, LoraModule::kQ).scale, 9500.0f);
+  // Negative and zero scales are PEFT-legal.
+  a = load(peft_config(4, -8, {"q_proj", "v_proj"}), ts);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FLOAT_EQ((*a)->weights(0, LoraModule::kQ).scale, -2.0f);
+  a = load(peft_config(4, 0, {"q_proj", "v_proj"}), ts);
+  ASSERT_TRUE(a.ok()) << a.status();
+}
+
+TEST(LoraAdapterNumbers, NonFiniteAlphaInTheJsonTextIsRefused) {
+  // JSON cannot spell NaN or infinity. Python's json writes them as NaN /
+  // Infinity anyway, and a literal too large for a double overflows: all are
+  // refused while parsing, the message quoting the offending text.
+  struct Case {
+    std::string field, needle;
+  };
+  for (const Case& c : {Case{"\"lora_alpha\": 1e400", "number overflow parsing '1e400'"},
+                        Case{"\"alpha_pattern\": {\"q_proj\": -1e999}", "'-1e999'"},
+                        Case{"\"lora_alpha\": Infinity", "'\"lora_alpha\": I'"},
+                        Case{"\"lora_alpha\": NaN", "'\"lora_alpha\": N'"}}) {
+    SCOPED_TRACE(c.field);
+    TempDir dir;
+    write_adapter(dir.path(), peft_config(4, 8, {"q_proj", "v_proj"}), qv_tensors());
+    std::string text = R"({"peft_type": "LORA", "r": 4, "target_modules": ["q_proj", "v_proj"], )" +
+                       c.field + "}";
+    write_file(dir.path() + "/adapter_config.json", text);
+    auto a = LoraAdapter::load_dir(dir.path(), base_config());
+    ASSERT_FALSE(a.ok());
+    EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument) << a.status();
+    EXPECT_NE(a.status().message().find("adapter_config.json is not valid JSON"),
+              std::string::npos)
+        << a.status();
+    EXPECT_NE(a.status().message().find(c.needle), std::string::npos) << a.status();
+  }
+}
+
+TEST(LoraAdapterNumbers, RankBounds) {
+  expect_error(peft_config(0, 8, {"q_proj"}), qv_tensors(), StatusCode::kInvalidArgument,
+               {"r must be an integer in [1, 65536], got 0"});
+  expect_error(peft_config(65537, 8, {"q_proj"}), qv_tensors(), StatusCode::kInvalidArgument,
+               {"r must be an integer in [1, 65536], got 65537"});
+  json cfg = peft_config(4, 8, {"q_proj", "v_proj"});
+  cfg["rank_pattern"] = {{"q_proj", 0}};
+  expect_error(cfg, qv_tensors(), StatusCode::kInvalidArgument,
+               {"rank_pattern[\"q_proj\"]", "[1, 65536], got 0"});
+  cfg["rank_pattern"] = {{"q_proj", -3}};
+  expect_error(cfg, qv_tensors(), StatusCode::kInvalidArgument, {"rank_pattern[\"q_proj\"]"});
+  cfg["rank_pattern"] = {{"q_proj", 2.5}};
+  expect_error(cfg, qv_tensors(), StatusCode::kInvalidArgument,
+               {"rank_pattern[\"q_proj\"] must be an integer"});
+}
+
+// The file named in errors is the adapter's, wherever it comes from.
+TEST(LoraAdapterNumbers, CorruptAdapterFileErrorsNameTheAdapterFile) {
+  TempDir dir;
+  write_adapter(dir.path(), peft_config(4, 8, {"q_proj", "v_proj"}), qv_tensors());
+  const std::string path = dir.path() + "/adapter_model.safetensors";
+  std::string bytes = read_file(path);
+  bytes += "trailing";
+  write_file(path, bytes);
+  auto a = LoraAdapter::load_dir(dir.path(), base_config());
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(a.status().message().find(path + ": the tensors cover"), std::string::npos)
+      << a.status();
+  auto b = LoraAdapter::load_bytes(peft_config(4, 8, {"q_proj", "v_proj"}).dump(), bytes,
+                                   base_config(), "upload 'x'");
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(b.status().message().find("adapter_model.safetensors of upload 'x': "),
+            std::string::npos)
+      << b.status();
+}
+
 }  // namespace
 }  // namespace loraserve

@@ -253,14 +253,25 @@ TEST(Safetensors, OverlappingTensors) {
                        16),
               StatusCode::kDataLoss,
               {"a [0,16)", "b [8,16)", "overlap"}});
-  // Touching ranges and empty tensors are fine.
+  // Touching ranges and empty tensors at a boundary are fine.
   auto f = SafetensorsFile::from_bytes(
-      raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-               R"("e":{"dtype":"BF16","shape":[0],"data_offsets":[4,4]},)"
+      raw_file(R"({"e0":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+               R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+               R"("e":{"dtype":"BF16","shape":[0],"data_offsets":[8,8]},)"
                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
                16),
       "ok");
   EXPECT_TRUE(f.ok()) << f.status();
+  // An empty tensor placed inside another one's bytes is not (the reference
+  // refuses it as an invalid offset: sorted, it does not start where the
+  // previous tensor ends).
+  expect_bad({"empty inside",
+              raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                       R"("e":{"dtype":"BF16","shape":[0],"data_offsets":[4,4]},)"
+                       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                       16),
+              StatusCode::kDataLoss,
+              {"a [0,8)", "e [4,4)", "overlap"}});
 }
 
 TEST(Safetensors, ShapeTimesDtypeMismatch) {
@@ -301,6 +312,206 @@ TEST(Safetensors, OpenReportsPathInErrors) {
   write_file(path, "");
   f = SafetensorsFile::open(path);
   EXPECT_EQ(f.status().code(), StatusCode::kDataLoss) << f.status();
+}
+
+// The rules below are those of Hugging Face's safetensors crate
+// (Metadata::validate and read_metadata): each corrupt file is built by hand.
+
+// A writer-made file whose header was padded with `pad` spaces, so dropping
+// the last header byte leaves valid JSON: the first reported defect.
+std::string padded_file(int* pad) {
+  const std::string json = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  *pad = static_cast<int>((8 - json.size() % 8) % 8);
+  std::string data;
+  for (float v : {1.0f, 2.0f}) data.append(reinterpret_cast<const char*>(&v), 4);
+  std::string out = raw_file(json + std::string(*pad, ' '), 0) + data;
+  return out;
+}
+
+TEST(SafetensorsLikeHf, HeaderLengthOneByteShortIsRefused) {
+  int pad = 0;
+  std::string good = padded_file(&pad);
+  ASSERT_GT(pad, 0);
+  ASSERT_TRUE(SafetensorsFile::from_bytes(good, "good").ok());
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(good[i]);
+  // Length n-1: the header's trailing space drops out of the JSON, which
+  // still parses, and the data section starts one byte early (every weight
+  // read shifted by a byte) and is one byte too long.
+  std::string bad = good;
+  bad[0] = static_cast<char>(n - 1);
+  expect_bad({"one byte short",
+              bad,
+              StatusCode::kDataLoss,
+              {"one byte short: ", "cover 8 bytes", "holds 9", "1 byte(s) after the last tensor"}});
+  // One byte long: the first data byte (0x00) joins the JSON.
+  std::string longer = good;
+  longer[0] = static_cast<char>(n + 1);
+  expect_bad({"one byte long", longer, StatusCode::kDataLoss, {"corrupt header"}});
+  // The same file with the trailing space really removed is valid.
+  std::string shorter = good;
+  shorter.erase(8 + n - 1, 1);
+  shorter[0] = static_cast<char>(n - 1);
+  auto f = SafetensorsFile::from_bytes(shorter, "shorter");
+  ASSERT_TRUE(f.ok()) << f.status();
+  float v[2];
+  convert_to_f32(DType::kF32, (*f)->find("a")->data, v, 2);
+  EXPECT_EQ(v[0], 1.0f);
+  EXPECT_EQ(v[1], 2.0f);
+}
+
+TEST(SafetensorsLikeHf, TrailingBytesAfterTheLastTensorAreRefused) {
+  int pad = 0;
+  const std::string good = padded_file(&pad);
+  expect_bad({"trailing", good + std::string(4, '\0'), StatusCode::kDataLoss,
+              {"cover 8 bytes", "holds 12", "4 byte(s) after the last tensor"}});
+  expect_bad({"one trailing", good + "x", StatusCode::kDataLoss, {"1 byte(s) after"}});
+  // No tensors at all: the data section must be empty.
+  expect_bad({"no tensors", raw_file("{}", 3), StatusCode::kDataLoss, {"cover 0 bytes"}});
+  EXPECT_TRUE(SafetensorsFile::from_bytes(raw_file("{}", 0), "empty").ok());
+}
+
+TEST(SafetensorsLikeHf, GapsAndAStartAfterZeroAreRefused) {
+  expect_bad({"gap",
+              raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                       R"("b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}})",
+                       16),
+              StatusCode::kDataLoss,
+              {"tensor b starts at data byte 12", "a, ends at 8", "4 bytes belong to no tensor"}});
+  expect_bad({"late start",
+              raw_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
+              StatusCode::kDataLoss,
+              {"tensor a starts at data byte 4", "no tensor starts at 0"}});
+  // Two tensors swapped in the file order are fine: only the tiling counts.
+  auto f = SafetensorsFile::from_bytes(
+      raw_file(R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},)"
+               R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+               12),
+      "swapped");
+  EXPECT_TRUE(f.ok()) << f.status();
+}
+
+TEST(SafetensorsLikeHf, DtypesAreCheckedAgainstTheWholeFormat) {
+  expect_bad({"unknown dtype",
+              raw_file(R"({"w":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}})", 4),
+              StatusCode::kDataLoss,
+              {"tensor w", "unknown dtype \"F33\""}});
+  // Sizes of dtypes loraserve does not read are still checked first: a
+  // corrupt file is DATA_LOSS whatever its dtypes.
+  expect_bad({"I64 with a bad size",
+              raw_file(R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,8]}})", 8),
+              StatusCode::kDataLoss,
+              {"tensor ids", "needs 16 bytes", "span 8"}});
+  expect_bad({"F4 half a byte",
+              raw_file(R"({"q":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})", 2),
+              StatusCode::kDataLoss,
+              {"tensor q", "not a whole number of bytes"}});
+  expect_bad({"F4 whole bytes",
+              raw_file(R"({"q":{"dtype":"F4","shape":[4],"data_offsets":[0,2]}})", 2),
+              StatusCode::kInvalidArgument,
+              {"tensor q: unsupported dtype F4"}});
+  expect_bad({"dtype not a string",
+              raw_file(R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", 4),
+              StatusCode::kDataLoss,
+              {"tensor w", "dtype"}});
+}
+
+TEST(SafetensorsLikeHf, ShapeOverflowIsCaughtNotWrapped) {
+  // 2^62 * 4 elements of F32 is 2^66 bytes: wraps to 0 in 64 bits.
+  expect_bad({"wraps to zero",
+              raw_file(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],)"
+                       R"("data_offsets":[0,0]}})",
+                       0),
+              StatusCode::kDataLoss,
+              {"tensor w", "needs too many bytes"}});
+  expect_bad({"dim beyond int64",
+              raw_file(R"({"w":{"dtype":"F32","shape":[18446744073709551615],)"
+                       R"("data_offsets":[0,4]}})",
+                       4),
+              StatusCode::kDataLoss,
+              {"tensor w", "non-negative integers"}});
+  expect_bad({"float dim",
+              raw_file(R"({"w":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", 4),
+              StatusCode::kDataLoss,
+              {"tensor w", "shape"}});
+  expect_bad({"offset beyond 2^64",
+              raw_file(R"({"w":{"dtype":"F32","shape":[1],)"
+                       R"("data_offsets":[0,18446744073709551620]}})",
+                       4),
+              StatusCode::kDataLoss,
+              {"tensor w", "data_offsets"}});
+}
+
+TEST(SafetensorsLikeHf, HeaderJsonShapeIsBounded) {
+  expect_bad({"duplicate key",
+              raw_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                       R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                       4),
+              StatusCode::kDataLoss,
+              {"key \"a\" appears twice"}});
+  expect_bad({"deep",
+              raw_file(R"({"a":{"dtype":"F32","shape":[[1]],"data_offsets":[0,4]}})", 4),
+              StatusCode::kDataLoss,
+              {"corrupt header", "nested deeper"}});
+  expect_bad({"very deep", raw_file(std::string(100000, '[') + std::string(100000, ']'), 0),
+              StatusCode::kDataLoss, {"nested deeper"}});
+  std::string dims = "1";
+  for (int i = 0; i < 64; ++i) dims += ",1";  // 65 dimensions
+  expect_bad({"65 dims",
+              raw_file(R"({"a":{"dtype":"F32","shape":[)" + dims + R"(],"data_offsets":[0,4]}})", 4),
+              StatusCode::kDataLoss,
+              {"more than 64 elements"}});
+  dims = "1";
+  for (int i = 0; i < 63; ++i) dims += ",1";  // 64 is PyTorch's limit, and fine
+  auto f = SafetensorsFile::from_bytes(
+      raw_file(R"({"a":{"dtype":"F32","shape":[)" + dims + R"(],"data_offsets":[0,4]}})", 4),
+      "64 dims");
+  EXPECT_TRUE(f.ok()) << f.status();
+  expect_bad({"invalid utf-8 in a name",
+              raw_file("{\"\xff\xfe\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+                       4),
+              StatusCode::kDataLoss,
+              {"corrupt header"}});
+  expect_bad({"metadata nested",
+              raw_file(R"({"__metadata__":{"k":{"x":"y"}}})", 0),
+              StatusCode::kDataLoss,
+              {"__metadata__"}});
+  // nlohmann stops at a NUL byte; the reference does not, and neither do we.
+  const std::string nul_junk =
+      std::string(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})") +
+      std::string(1, '\0') + "junk";
+  expect_bad({"nul then junk", raw_file(nul_junk, 4), StatusCode::kDataLoss,
+              {"corrupt header", "NUL byte at header offset 54"}});
+  auto m = SafetensorsFile::from_bytes(raw_file(R"({"__metadata__":null})", 0), "null metadata");
+  EXPECT_TRUE(m.ok()) << m.status();
+}
+
+TEST(SafetensorsLikeHf, UnalignedDataOfAValidFileReadsCorrectly) {
+  // A 3-byte-padded header puts every tensor at an odd address; valid for
+  // the format, so the values must come out right (and, under UBSan, with
+  // no misaligned load).
+  const std::string header =
+      R"({"h":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},)"
+      R"("f":{"dtype":"F16","shape":[1],"data_offsets":[4,6]},)"
+      R"("x":{"dtype":"F32","shape":[1],"data_offsets":[6,10]}})";
+  std::string h = header;
+  while ((8 + h.size()) % 2 == 0) h += ' ';
+  std::string data;
+  for (uint16_t v : {f32_to_bf16(1.5f), f32_to_bf16(-3.0f), f32_to_f16(0.25f)}) {
+    data.append(reinterpret_cast<const char*>(&v), 2);
+  }
+  const float x = 7.5f;
+  data.append(reinterpret_cast<const char*>(&x), 4);
+  auto f = SafetensorsFile::from_bytes(raw_file(h, 0) + data, "odd");
+  ASSERT_TRUE(f.ok()) << f.status();
+  float out[2];
+  convert_to_f32(DType::kBF16, (*f)->find("h")->data, out, 2);
+  EXPECT_EQ(out[0], 1.5f);
+  EXPECT_EQ(out[1], -3.0f);
+  convert_to_f32(DType::kF16, (*f)->find("f")->data, out, 1);
+  EXPECT_EQ(out[0], 0.25f);
+  convert_to_f32(DType::kF32, (*f)->find("x")->data, out, 1);
+  EXPECT_EQ(out[0], 7.5f);
 }
 
 }  // namespace
