@@ -22,6 +22,7 @@
 
 #include "app/commands.h"
 #include "app/engine_setup.h"
+#include "chat_template/chat_template.h"
 #include "checkpoint/model_weights.h"
 #include "common/file_util.h"
 #include "engine/engine.h"
@@ -35,6 +36,7 @@
 #include "server/service.h"
 #include "server/tenant_config.h"
 #include "server/tenant_directory.h"
+#include "tokenizer/chat_template_source.h"
 #include "tokenizer/tokenizer.h"
 
 namespace loraserve::cli {
@@ -65,6 +67,7 @@ struct ServeFlags {
   std::string http_listen;  // "" = no HTTP
   std::string http_port_file;
   std::string served_model_name;  // "" = the model directory's name
+  std::string chat_template;      // "" = the model's own
   int http_threads = 2;
   int64_t http_max_body_bytes = 8 << 20;
   int http_max_connections = 10000;
@@ -230,8 +233,30 @@ int run_serve(const ServeFlags& f) {
   if (!f.http_listen.empty()) {
     http::OpenAiApiOptions api;
     api.served_model_name = served_model;
-    // The chat-template renderer plugs in here; until then chat requests get
-    // a 400 naming the missing template.
+    // The model's chat template (or --chat-template), rendered as
+    // transformers' apply_chat_template does; none: chat requests get a 400.
+    auto source = find_chat_template(f.model, f.chat_template);
+    if (!source.ok()) return fail(source.status());
+    if (!source->text.empty()) {
+      auto tmpl = ChatTemplate::parse(source->text);
+      if (!tmpl.ok()) return fail(tmpl.status().with_context("chat template " + source->origin));
+      auto shared = std::make_shared<const ChatTemplate>(std::move(*tmpl));
+      const ChatTemplateSource src = *source;
+      api.render_chat = [shared, src](const nlohmann::json& messages,
+                                      bool add_generation_prompt) -> StatusOr<std::string> {
+        nlohmann::ordered_json ctx;
+        ctx["messages"] = nlohmann::ordered_json::parse(messages.dump());
+        ctx["tools"] = nullptr;
+        ctx["documents"] = nullptr;
+        ctx["add_generation_prompt"] = add_generation_prompt;
+        ctx["bos_token"] = src.bos_token;
+        ctx["eos_token"] = src.eos_token;
+        return shared->render(ctx);
+      };
+      spdlog::info("chat template from {}", source->origin);
+    } else {
+      spdlog::info("no chat template in {}: /v1/chat/completions answers 400", f.model);
+    }
     MetricsOptions mo{served_model, backend_name};
     Scheduler* sched = scheduler->get();
     api.render_metrics = [sched, &directory, mo] { return render_prometheus(*sched, directory, mo); };
@@ -330,6 +355,9 @@ void add_serve_command(CLI::App& app, Runner* runner) {
                   "port 0 picks a free one)");
   cmd->add_option("--http-port-file", f->http_port_file,
                   "Write the bound HTTP port to this file once listening");
+  cmd->add_option("--chat-template", f->chat_template,
+                  "Jinja chat template file; default: the model's chat_template.jinja or "
+                  "tokenizer_config.json chat_template");
   cmd->add_option("--served-model-name", f->served_model_name,
                   "The `model` name of the base model over HTTP (default: the model directory's name)");
   cmd->add_option("--http-threads", f->http_threads, "HTTP io threads")

@@ -21,5 +21,7 @@ void add_hash_key_command(CLI::App& app, Runner* runner);
 // `loraserve tokenize` / `loraserve detokenize`: a tokenizer.json from the shell.
 void add_tokenize_command(CLI::App& app, Runner* runner);
 void add_detokenize_command(CLI::App& app, Runner* runner);
+// `loraserve chat-template`: render a chat template with a JSON context.
+void add_chat_template_command(CLI::App& app, Runner* runner);
 
 }  // namespace loraserve::cli

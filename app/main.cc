@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   loraserve::cli::add_hash_key_command(app, &runner);
   loraserve::cli::add_tokenize_command(app, &runner);
   loraserve::cli::add_detokenize_command(app, &runner);
+  loraserve::cli::add_chat_template_command(app, &runner);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("loraserve"));
   return runner ? runner() : 2;

@@ -14,7 +14,7 @@ PKGS=(
   libpcre2-dev libutf8proc-dev
   clang-14 libclang-rt-14-dev libboost-context-dev
   libboost-dev prometheus
-  python3 python3-numpy python3-torch python3-sentencepiece
+  python3 python3-numpy python3-torch python3-sentencepiece python3-jinja2
   nginx libnginx-mod-http-js
 )
 # kubectl renders the Kubernetes overlays in CI; Debian's kubernetes-client
