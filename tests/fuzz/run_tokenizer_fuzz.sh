@@ -15,3 +15,10 @@ mkdir -p "$CORPUS"
 cp -n "$ROOT"/tests/fuzz/seeds/* "$CORPUS"/ 2>/dev/null || true
 "$BUILD/bin/tokenizer_fuzz" "$CORPUS" -max_total_time="$SECS" -max_len=8192 -timeout=10 \
   -rss_limit_mb=2048 -print_final_stats=1
+# Then the chat-template renderer (template + JSON context), as long again.
+cmake --build "$BUILD" -j2 --target chat_template_fuzz
+CT_CORPUS="$BUILD/chat_template_fuzz_corpus"
+mkdir -p "$CT_CORPUS"
+cp -n "$ROOT"/tests/fuzz/seeds/chat_template_fuzz/* "$CT_CORPUS"/ 2>/dev/null || true
+"$BUILD/bin/chat_template_fuzz" "$CT_CORPUS" -max_total_time="$SECS" -max_len=16384 -timeout=10 \
+  -rss_limit_mb=2048 -print_final_stats=1
