@@ -5,6 +5,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 
@@ -25,21 +26,29 @@ std::string reason_phrase(int status) {
   return s.empty() || s == "<unknown-status>" ? "Status" : s;
 }
 
-std::string serialize(const HttpReply& r, bool close) {
+// Keep-alive replies say how long the connection may idle (the read
+// timeout), so clients drop it before the server does rather than race it.
+std::string connection_header(bool close, std::chrono::milliseconds idle) {
+  if (close) return "Connection: close\r\n";
+  return "Connection: keep-alive\r\nKeep-Alive: timeout=" +
+         std::to_string(std::max<int64_t>(1, idle.count() / 1000)) + "\r\n";
+}
+
+std::string serialize(const HttpReply& r, bool close, std::chrono::milliseconds idle) {
   std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason_phrase(r.status) +
                     "\r\nServer: loraserve\r\nContent-Type: " + r.content_type +
-                    "\r\nContent-Length: " + std::to_string(r.body.size()) +
-                    (close ? "\r\nConnection: close\r\n\r\n" : "\r\nConnection: keep-alive\r\n\r\n");
+                    "\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\n" +
+                    connection_header(close, idle) + "\r\n";
   out += r.body;
   return out;
 }
 
 // Server-Sent Events ride on chunked transfer encoding, so the connection
 // stays usable after the stream ends.
-std::string sse_header(bool close) {
+std::string sse_header(bool close, std::chrono::milliseconds idle) {
   return std::string("HTTP/1.1 200 OK\r\nServer: loraserve\r\nContent-Type: text/event-stream\r\n"
                      "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n") +
-         (close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
+         connection_header(close, idle) + "\r\n";
 }
 
 std::string http_chunk(const std::string& data) {
@@ -175,7 +184,7 @@ void HttpSession::handle(bhttp::request<bhttp::string_body> req) {
 void HttpSession::send_reply(const HttpReply& reply, bool close) {
   close_after_write_ = close;
   response_done_ = true;
-  write(serialize(reply, close));
+  write(serialize(reply, close, state_->options.read_timeout));
 }
 
 void HttpSession::start_async(std::unique_ptr<AsyncReply> async) {
@@ -214,7 +223,7 @@ void HttpSession::pump() {
   }
   std::string bytes;
   if (!header_sent_) {
-    bytes = sse_header(close_after_write_);
+    bytes = sse_header(close_after_write_, state_->options.read_timeout);
     header_sent_ = true;
   }
   if (!data.empty()) bytes += http_chunk(data);

@@ -169,7 +169,7 @@ bool parse_common(const json& body, Fields& f, OpenAiRequest* out) {
 
 // The prompt of a completion: text, token ids, or a one-element list of
 // either.
-bool parse_prompt(const json& body, Fields& f, GenerationInput* in) {
+bool parse_prompt(Fields& f, GenerationInput* in) {
   const json* p = f.find("prompt");
   if (p == nullptr) return f.fail("prompt", "'prompt' is required");
   const char* kShape = "'prompt' must be a string, a list of token ids, or a one-element list of either";
@@ -190,7 +190,6 @@ bool parse_prompt(const json& body, Fields& f, GenerationInput* in) {
   if (!token_ids(*p, &in->prompt_ids)) {
     return f.fail("prompt", std::string(kShape) + " (token ids are integers in [0, 2^31))");
   }
-  (void)body;
   return true;
 }
 
@@ -232,7 +231,7 @@ bool parse_completion_request(const json& body, OpenAiRequest* out, RequestError
       !f.require_neutral("suffix", "", "is not supported")) {
     return false;
   }
-  if (!parse_prompt(body, f, &out->input)) return false;
+  if (!parse_prompt(f, &out->input)) return false;
   int64_t max_tokens = 16;  // OpenAI's default for completions
   if (!f.get_int("max_tokens", 1, INT32_MAX, &max_tokens)) return false;
   out->input.max_new_tokens = static_cast<int32_t>(max_tokens);

@@ -64,10 +64,13 @@ test('loraserve_lora_requests_info names the running adapters, as the endpoint p
     { signal: ac.signal });
   const it = stream[Symbol.asyncIterator]();
   await it.next();
-  const text = await (await fetch(`${server.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('loraserve_lora_requests_info{'));
-  assert.ok(line, 'the info gauge is there');
-  assert.match(line, /running_lora_adapters="adapter-003"/);
+  // The gauge shows the scheduler's last published iteration: poll briefly.
+  let line;
+  await waitUntil(async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    line = text.split('\n').find((l) => l.startsWith('loraserve_lora_requests_info{'));
+    return line?.includes('running_lora_adapters="adapter-003"');
+  }, 5000, 'the info gauge to name the running adapter');
   assert.match(line, /waiting_lora_adapters=""/);
   assert.match(line, /max_lora="\d+"/);
   const value = Number(line.slice(line.lastIndexOf(' ') + 1));
