@@ -18,8 +18,8 @@ void add_synth_command(CLI::App& app, Runner* runner) {
     bool no_model = false;
   };
   auto flags = std::make_shared<Flags>();
-  CLI::App* cmd =
-      app.add_subcommand("synth", "Write a synthetic HF Llama/Mistral/Qwen model and PEFT adapters");
+  CLI::App* cmd = app.add_subcommand(
+      "synth", "Write a synthetic HF Llama/Mistral/Qwen model and PEFT adapters");
   cmd->add_option("--preset", flags->preset, synth_preset_names())->capture_default_str();
   cmd->add_option("--out", flags->out, "Output directory (model/ and adapters/ go under it)")
       ->required();

@@ -122,8 +122,8 @@ Status parse_family(const json& j, ModelConfig* c) {
   const bool has_arch = arch != j.end() && !arch->is_null();
   if (has_arch) {
     if (!arch->is_array() || arch->empty() || !(*arch)[0].is_string()) {
-      return invalid_argument("config.json: architectures must be a non-empty list of strings, got " +
-                              arch->dump());
+      return invalid_argument(
+          "config.json: architectures must be a non-empty list of strings, got " + arch->dump());
     }
     const std::string name = (*arch)[0].get<std::string>();
     const FamilyName* found = nullptr;
@@ -131,8 +131,8 @@ Status parse_family(const json& j, ModelConfig* c) {
       if (name == f.architecture) found = &f;
     }
     if (found == nullptr) {
-      return unimplemented("config.json: architectures " + arch->dump() +
-                           " is not supported (" + supported_list(true) + ")");
+      return unimplemented("config.json: architectures " + arch->dump() + " is not supported (" +
+                           supported_list(true) + ")");
     }
     if (mt == j.end() || !mt->is_string()) {
       return invalid_argument("config.json: missing field model_type");
@@ -404,7 +404,8 @@ std::string ModelConfig::to_json_text() const {
   } else if (qwen) {
     // As released: the window fields present, sliding-window attention off.
     j["use_sliding_window"] = false;
-    j["sliding_window"] = family == ModelFamily::kQwen2 ? json(max_position_embeddings) : json(nullptr);
+    j["sliding_window"] =
+        family == ModelFamily::kQwen2 ? json(max_position_embeddings) : json(nullptr);
     j["max_window_layers"] = num_hidden_layers;
   } else {
     j["mlp_bias"] = false;

@@ -23,7 +23,7 @@ enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3 };
 
 struct ModelConfig {
   ModelFamily family = ModelFamily::kLlama;
-  std::string model_type;            // "llama", "mistral", "qwen2" or "qwen3"
+  std::string model_type;  // "llama", "mistral", "qwen2" or "qwen3"
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
   int64_t num_hidden_layers = 0;

@@ -94,10 +94,10 @@ Status Engine::upload_model(const ModelWeights& weights) {
     LS_RETURN_IF_ERROR(up(l.up_proj, &w.up));
     LS_RETURN_IF_ERROR(up(l.down_proj, &w.down));
     const std::pair<const TensorInfo*, Tensor*> extras[] = {{l.q_bias, &w.q_bias},
-                                                             {l.k_bias, &w.k_bias},
-                                                             {l.v_bias, &w.v_bias},
-                                                             {l.q_norm, &w.q_norm},
-                                                             {l.k_norm, &w.k_norm}};
+                                                            {l.k_bias, &w.k_bias},
+                                                            {l.v_bias, &w.v_bias},
+                                                            {l.q_norm, &w.q_norm},
+                                                            {l.k_norm, &w.k_norm}};
     for (const auto& [t, out] : extras) {
       if (t != nullptr) LS_RETURN_IF_ERROR(up(t, out));
     }

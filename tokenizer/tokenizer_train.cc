@@ -91,9 +91,9 @@ const std::string& tokenizer_training_corpus() {
 }
 
 const char kChatMlTemplate[] =
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
-    "}}{% endif %}";
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 namespace {
 
@@ -269,25 +269,23 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(const TokenizerTrainOptions& opt
             {"normalizer", {{"type", "NFC"}}},
             {"pre_tokenizer",
              {{"type", "Sequence"},
-              {"pretokenizers",
-               json::array({{{"type", "Split"},
-                             {"pattern", {{"Regex", kQwen2Pattern}}},
-                             {"behavior", "Isolated"},
-                             {"invert", false}},
-                            byte_level})}}},
+              {"pretokenizers", json::array({{{"type", "Split"},
+                                              {"pattern", {{"Regex", kQwen2Pattern}}},
+                                              {"behavior", "Isolated"},
+                                              {"invert", false}},
+                                             byte_level})}}},
             {"post_processor", byte_level},
             {"decoder", byte_level},
             {"model", model}};
     json decoder = json::object();
-    for (const json &t : added) {
+    for (const json& t : added) {
       json entry = t;
       entry.erase("id");
       decoder[std::to_string(t["id"].get<size_t>())] = entry;
     }
     config = {{"add_prefix_space", false},
               {"added_tokens_decoder", decoder},
-              {"additional_special_tokens",
-               json::array({"<|im_start|>", "<|im_end|>"})},
+              {"additional_special_tokens", json::array({"<|im_start|>", "<|im_end|>"})},
               {"bos_token", nullptr},
               {"chat_template", kChatMlTemplate},
               {"clean_up_tokenization_spaces", false},
@@ -312,19 +310,15 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(const TokenizerTrainOptions& opt
               {"use_regex", true}}},
             {"post_processor",
              {{"type", "TemplateProcessing"},
-              {"single",
-               json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                            {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-              {"pair",
-               json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                            {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                            {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
-                            {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+              {"single", json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                                      {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+              {"pair", json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                                    {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                                    {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
+                                    {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
               {"special_tokens",
                {{bos,
-                 {{"id", bos},
-                  {"ids", json::array({bos_id})},
-                  {"tokens", json::array({bos})}}}}}}},
+                 {{"id", bos}, {"ids", json::array({bos_id})}, {"tokens", json::array({bos})}}}}}}},
             {"decoder",
              {{"type", "ByteLevel"},
               {"add_prefix_space", true},

@@ -31,8 +31,8 @@ Status launch_bias_bf16(const BiasBf16Params& p, cudaStream_t stream) {
   if (!p.y || !p.bias) return invalid_argument("bias_bf16: null pointer");
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65535);
-  LS_LAUNCH(bias_bf16_kernel, static_cast<unsigned>(blocks), threads, 0, stream)(
-      p.y, p.bias, p.cols, n, p.mode == BiasMode::kBroadcast);
+  LS_LAUNCH(bias_bf16_kernel, static_cast<unsigned>(blocks), threads, 0, stream)
+  (p.y, p.bias, p.cols, n, p.mode == BiasMode::kBroadcast);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();
 }

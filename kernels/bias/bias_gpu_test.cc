@@ -28,7 +28,8 @@ TEST(GpuBf16Bias, AddMatchesReference) {
     std::vector<float> want = y0;
     ASSERT_TRUE(bias_add_ref(BiasAddParams{want.data(), b.data(), rows, cols}).ok());
     DevBuf<uint16_t> dy(to_bf16(y0)), db(to_bf16(b));
-    ASSERT_TRUE(launch_bias_bf16(BiasBf16Params{dy.p, db.p, rows, cols, BiasMode::kAdd}, nullptr).ok());
+    ASSERT_TRUE(
+        launch_bias_bf16(BiasBf16Params{dy.p, db.p, rows, cols, BiasMode::kAdd}, nullptr).ok());
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     // One bf16 rounding of the exact sum: within half an ulp (2^-8 relative).
     expect_close(from_bf16(dy.host()), want, 0.0f, 1.0f / 256, 4e-3, "bias add");

@@ -1,8 +1,8 @@
+#include "kernels/bias/bias.h"
+
 #include <gtest/gtest.h>
 
 #include <vector>
-
-#include "kernels/bias/bias.h"
 
 namespace loraserve::kernels {
 namespace {

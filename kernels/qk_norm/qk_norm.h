@@ -13,10 +13,10 @@
 namespace loraserve::kernels {
 
 struct QkNormParams {
-  float* q = nullptr;                // [num_tokens, num_q_heads * head_dim], in place
-  float* k = nullptr;                // [num_tokens, num_kv_heads * head_dim], in place
-  const float* q_weight = nullptr;   // [head_dim]
-  const float* k_weight = nullptr;   // [head_dim]
+  float* q = nullptr;               // [num_tokens, num_q_heads * head_dim], in place
+  float* k = nullptr;               // [num_tokens, num_kv_heads * head_dim], in place
+  const float* q_weight = nullptr;  // [head_dim]
+  const float* k_weight = nullptr;  // [head_dim]
   int64_t num_tokens = 0;
   int64_t num_q_heads = 0;
   int64_t num_kv_heads = 0;

@@ -47,8 +47,8 @@ Status launch_qk_norm_bf16(const QkNormBf16Params& p, cudaStream_t stream) {
   const int64_t total = q_rows + p.num_tokens * p.num_kv_heads;
   const int64_t blocks = (total + kRowsPerBlock - 1) / kRowsPerBlock;
   if (blocks > 0x7fffffffll) return invalid_argument("qk_norm_bf16: too many rows");
-  LS_LAUNCH(qk_norm_bf16_kernel, static_cast<unsigned>(blocks), 32 * kRowsPerBlock, 0, stream)(
-      p.q, p.k, p.q_weight, p.k_weight, q_rows, total, static_cast<int>(p.head_dim), p.eps);
+  LS_LAUNCH(qk_norm_bf16_kernel, static_cast<unsigned>(blocks), 32 * kRowsPerBlock, 0, stream)
+  (p.q, p.k, p.q_weight, p.k_weight, q_rows, total, static_cast<int>(p.head_dim), p.eps);
   LS_CUDA_CHECK_LAUNCH();
   return ok_status();
 }

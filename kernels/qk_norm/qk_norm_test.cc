@@ -1,10 +1,10 @@
+#include "kernels/qk_norm/qk_norm.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
-
-#include "kernels/qk_norm/qk_norm.h"
 
 namespace loraserve::kernels {
 namespace {

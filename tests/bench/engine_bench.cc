@@ -311,7 +311,7 @@ int main(int argc, char** argv) {
   CLI::App app{"engine_bench: decode steps and prefill through the Engine, base vs LoRA"};
   app.add_option("--model", f.model, "Model directory (HF Llama)");
   app.add_option("--adapter", f.adapter, "PEFT adapter directory, registered --num-adapters times");
-  app.add_option("--synth", f.synth, "Synthesize this preset (tiny, llama2-7b, llama3-8b) into --workdir");
+  app.add_option("--synth", f.synth, "Synthesize this preset (" + loraserve::synth_preset_names() + ") into --workdir");
   app.add_option("--workdir", f.workdir, "Where --synth writes (reused when present)")->capture_default_str();
   app.add_option("--backend", f.backend, "auto, cpu or cuda")->capture_default_str();
   app.add_option("--batches", f.batches, "Decode batch sizes")->delimiter(',')->capture_default_str();

@@ -44,7 +44,8 @@ const FamilyData& family_data(const std::string& preset) {
   auto it = holder.data.find(preset);
   if (it != holder.data.end()) return it->second;
   FamilyData& d = holder.data[preset];
-  std::string tmpl = (std::filesystem::temp_directory_path() / "loraserve-e2e-qwen-XXXXXX").string();
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / "loraserve-e2e-qwen-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) {
     d.error = "mkdtemp failed";
     return d;
@@ -70,7 +71,8 @@ const FamilyData& family_data(const std::string& preset) {
 
 std::vector<uint32_t> prompt_of(uint32_t seed, int len) {
   std::vector<uint32_t> p;
-  for (int i = 0; i < len; ++i) p.push_back(3 + (seed * 131 + static_cast<uint32_t>(i) * 97) % 1000);
+  for (int i = 0; i < len; ++i)
+    p.push_back(3 + (seed * 131 + static_cast<uint32_t>(i) * 97) % 1000);
   return p;
 }
 
@@ -141,8 +143,9 @@ class QwenSuite : public ServerSuite {
     const FamilyData& d = family_data(preset);
     auto tok = Tokenizer::load_dir(d.model);
     ASSERT_TRUE(tok.ok()) << tok.status();
-    const std::string text = "<|im_start|>user\nThe morning train was late.<|im_end|>\n"
-                             "<|im_start|>assistant\n";
+    const std::string text =
+        "<|im_start|>user\nThe morning train was late.<|im_end|>\n"
+        "<|im_start|>assistant\n";
     auto ids = (*tok)->encode(text, /*add_special_tokens=*/true);
     ASSERT_TRUE(ids.ok());
     ASSERT_EQ(ids->front(), *(*tok)->token_to_id("<|im_start|>"));
@@ -153,8 +156,8 @@ class QwenSuite : public ServerSuite {
     const StreamResult a = run_generate(stub(), by_text);
     ASSERT_TRUE(a.status.ok()) << describe(a.status);
     EXPECT_EQ(a.final_msg.usage().prompt_tokens(), ids->size());
-    const StreamResult b = run_generate(
-        stub(), make_request("", std::vector<uint32_t>(ids->begin(), ids->end()), 12));
+    const StreamResult b =
+        run_generate(stub(), make_request("", std::vector<uint32_t>(ids->begin(), ids->end()), 12));
     ASSERT_TRUE(b.status.ok()) << describe(b.status);
     EXPECT_EQ(a.tokens, b.tokens);
   }
@@ -164,10 +167,10 @@ class QwenSuite : public ServerSuite {
     const FamilyData& o = family_data(other);
     ASSERT_TRUE(o.error.empty()) << o.error;
     std::error_code ec;
-    std::filesystem::copy(o.adapters + "/adapter-000", family_data(preset).adapters + "/foreign",
-                          std::filesystem::copy_options::recursive |
-                              std::filesystem::copy_options::skip_existing,
-                          ec);
+    std::filesystem::copy(
+        o.adapters + "/adapter-000", family_data(preset).adapters + "/foreign",
+        std::filesystem::copy_options::recursive | std::filesystem::copy_options::skip_existing,
+        ec);
     ASSERT_FALSE(ec) << ec.message();
     grpc::Status s = load_adapter(stub(), "foreign", "foreign");
     EXPECT_TRUE(has_code(s, grpc::StatusCode::FAILED_PRECONDITION, "q_proj.lora_B.weight"))
@@ -187,13 +190,21 @@ class Qwen3Serving : public QwenSuite {
   static void TearDownTestSuite() { stop_suite_server(); }
 };
 
-TEST_F(Qwen2Serving, GreedyOutputEqualsOfflineForBaseAndAdapters) { served_equals_offline("qwen2-tiny"); }
+TEST_F(Qwen2Serving, GreedyOutputEqualsOfflineForBaseAndAdapters) {
+  served_equals_offline("qwen2-tiny");
+}
 TEST_F(Qwen2Serving, TextPromptHasNoBos) { text_prompt_has_no_bos("qwen2-tiny"); }
-TEST_F(Qwen2Serving, Qwen3AdapterIsRefusedByName) { foreign_adapter_is_refused("qwen2-tiny", "qwen3-tiny"); }
+TEST_F(Qwen2Serving, Qwen3AdapterIsRefusedByName) {
+  foreign_adapter_is_refused("qwen2-tiny", "qwen3-tiny");
+}
 
-TEST_F(Qwen3Serving, GreedyOutputEqualsOfflineForBaseAndAdapters) { served_equals_offline("qwen3-tiny"); }
+TEST_F(Qwen3Serving, GreedyOutputEqualsOfflineForBaseAndAdapters) {
+  served_equals_offline("qwen3-tiny");
+}
 TEST_F(Qwen3Serving, TextPromptHasNoBos) { text_prompt_has_no_bos("qwen3-tiny"); }
-TEST_F(Qwen3Serving, Qwen2AdapterIsRefusedByName) { foreign_adapter_is_refused("qwen3-tiny", "qwen2-tiny"); }
+TEST_F(Qwen3Serving, Qwen2AdapterIsRefusedByName) {
+  foreign_adapter_is_refused("qwen3-tiny", "qwen2-tiny");
+}
 
 }  // namespace
 }  // namespace loraserve::e2e

@@ -326,8 +326,8 @@ TEST(CudaBackendOps, QwenOpsMatchCpuBackend) {
   const auto image = rounded(random_vec(static_cast<size_t>(image_elems), 31, -0.2f, 0.2f));
   const int32_t image_pages = static_cast<int32_t>((image_elems + page_elems - 1) / page_elems);
   std::vector<int32_t> adapter_pages;
-  for (int32_t p = kNumPages - 1; p >= 0 && static_cast<int32_t>(adapter_pages.size()) < image_pages;
-       --p) {
+  for (int32_t p = kNumPages - 1;
+       p >= 0 && static_cast<int32_t>(adapter_pages.size()) < image_pages; --p) {
     if (std::find(plans.p1.kv_page_ids.begin(), plans.p1.kv_page_ids.end(), p) ==
         plans.p1.kv_page_ids.end()) {
       adapter_pages.push_back(p);
@@ -349,7 +349,8 @@ TEST(CudaBackendOps, QwenOpsMatchCpuBackend) {
     PoolGeometry geom;
     geom.num_pages = kNumPages;
     geom.kv_page_tokens = kPageTokens;
-    geom.page_bytes = 2ll * kPageTokens * kvdim * static_cast<int64_t>(dtype_size(b.activation_dtype()));
+    geom.page_bytes =
+        2ll * kPageTokens * kvdim * static_cast<int64_t>(dtype_size(b.activation_dtype()));
     ASSERT_TRUE(b.init(info, geom).ok());
     auto up = [&](const std::vector<float>& v, int64_t rows, int64_t cols) {
       auto t = b.upload_f32(v.data(), rows, cols);
@@ -401,8 +402,10 @@ TEST(CudaBackendOps, QwenOpsMatchCpuBackend) {
     both([&](Q& s) { return s.b->linear_bias(s.x.first_rows(n), s.wq, s.bq, s.q.first_rows(n)); });
     compare("linear_bias q", &Q::q, n, 3e-2f);
     both([&](Q& s) {
-      return s.b->lora(s.x.first_rows(n), s.q.first_rows(n), n == T ? segs_q : std::vector<LoraSegmentRef>{
-          LoraSegmentRef{1, 3, rq, 2.0f, adapter_pages.data(), image_pages, aq, btq}},
+      return s.b->lora(s.x.first_rows(n), s.q.first_rows(n),
+                       n == T ? segs_q
+                              : std::vector<LoraSegmentRef>{LoraSegmentRef{
+                                    1, 3, rq, 2.0f, adapter_pages.data(), image_pages, aq, btq}},
                        s.scratch.first_rows(n));
     });
     compare("linear_bias q + lora", &Q::q, n, 3e-2f);
@@ -410,7 +413,9 @@ TEST(CudaBackendOps, QwenOpsMatchCpuBackend) {
     compare("linear_bias k", &Q::k, n, 6e-2f);
     both([&](Q& s) { return s.b->linear_bias(s.x.first_rows(n), s.wv, s.bv, s.v.first_rows(n)); });
     compare("linear_bias v", &Q::v, n, 3e-2f);
-    both([&](Q& s) { return s.b->qk_norm(s.q.first_rows(n), s.k.first_rows(n), s.qn, s.kn, 1e-6f); });
+    both([&](Q& s) {
+      return s.b->qk_norm(s.q.first_rows(n), s.k.first_rows(n), s.qn, s.kn, 1e-6f);
+    });
     compare("qk_norm q", &Q::q, n, 3e-2f);
     compare("qk_norm k", &Q::k, n, 3e-2f);
     both([&](Q& s) { return s.b->rope(s.q.first_rows(n), s.k.first_rows(n)); });

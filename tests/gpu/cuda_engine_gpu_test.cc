@@ -80,14 +80,15 @@ void compare_with_cpu(const std::vector<GenerationRequest>& reqs,
         ++stopped_early;
         break;  // a near-tie: the two backends may legitimately pick different tokens
       }
-      EXPECT_EQ(g.tokens[s], c.tokens[s]) << "request " << i << " step " << s << " margin "
-                                          << margin;
+      EXPECT_EQ(g.tokens[s], c.tokens[s])
+          << "request " << i << " step " << s << " margin " << margin;
       ++compared_tokens;
     }
   }
-  std::printf("  cuda vs cpu: %d greedy tokens compared, %d requests stopped at a near-tie, "
-              "logits max_abs_diff=%.4g worst rel_l2=%.4g\n",
-              compared_tokens, stopped_early, max_abs, worst_rel);
+  std::printf(
+      "  cuda vs cpu: %d greedy tokens compared, %d requests stopped at a near-tie, "
+      "logits max_abs_diff=%.4g worst rel_l2=%.4g\n",
+      compared_tokens, stopped_early, max_abs, worst_rel);
   ::testing::Test::RecordProperty("compared_tokens", compared_tokens);
   ::testing::Test::RecordProperty("logits_max_abs_diff", std::to_string(max_abs));
   ::testing::Test::RecordProperty("logits_worst_rel_l2", std::to_string(worst_rel));
@@ -190,7 +191,8 @@ TEST_P(CudaQwenEngineTest, GreedyTokensAndLogitsMatchCpu) {
     ASSERT_TRUE(made.ok()) << made.status();
     engines[e] = std::move(*made);
     for (int i = 0; i < 3; ++i) {
-      auto a = LoraAdapter::load_dir(dir + "/adapters/adapter-00" + std::to_string(i), (*w)->config());
+      auto a =
+          LoraAdapter::load_dir(dir + "/adapters/adapter-00" + std::to_string(i), (*w)->config());
       ASSERT_TRUE(a.ok()) << a.status();
       if (e == 0) ids.push_back("q" + std::to_string(i));
       ASSERT_TRUE(engines[e]->register_adapter(ids[i], **a).ok());
@@ -218,8 +220,9 @@ TEST_P(CudaQwenEngineTest, GreedyTokensAndLogitsMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, CudaQwenEngineTest,
-                         ::testing::Values("qwen2-tiny", "qwen3-tiny"),
-                         [](const auto& info) { return info.param == "qwen2-tiny" ? "Qwen2" : "Qwen3"; });
+                         ::testing::Values("qwen2-tiny", "qwen3-tiny"), [](const auto& info) {
+                           return info.param == "qwen2-tiny" ? "Qwen2" : "Qwen3";
+                         });
 
 }  // namespace
 }  // namespace loraserve

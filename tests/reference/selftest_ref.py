@@ -118,6 +118,14 @@ def naive_attention_forward(model, ids, lora=None):
         v = model._linear(x, i, "v_proj", lora)
         out = torch.zeros(T, c.heads * c.head_dim, dtype=torch.float64)
         d, half = c.head_dim, c.head_dim // 2
+        if c.qk_norm:  # Qwen3: every head_dim slice of q and k normalised alone, before RoPE
+            for mat, n_heads, wname in ((q, c.heads, "q_norm"), (k, c.kv_heads, "k_norm")):
+                wn = model.w[p + f"self_attn.{wname}.weight"]
+                for t in range(T):
+                    for hh in range(n_heads):
+                        sl = mat[t, hh * d:(hh + 1) * d]
+                        ms = sum(float(e) * float(e) for e in sl) / d
+                        mat[t, hh * d:(hh + 1) * d] = sl / math.sqrt(ms + c.eps) * wn
 
         def rot(vec, pos):
             r = vec.clone()
@@ -214,9 +222,31 @@ def test_models(model_dir, work):
     hm = R.LlamaRef.load(man["models"]["headdim_mqa"]["path"])
     check(torch.allclose(naive_attention_forward(hm, prompt[:5]), hm.forward(prompt[:5]), atol=1e-10, rtol=0),
           "headdim_mqa: attention == per-head loop (head_dim 32, 1 KV head)")
-    # LoRA: B = 0 identity; LoRA == merged weights; adapters change tokens
+    # Qwen3: the per-head q/k norms against explicit loops (4 heads of the default 128, 1 KV head)
+    q3 = R.LlamaRef.load(man["models"]["qwen3_py"]["path"])
+    check(q3.cfg.head_dim == 128 and q3.cfg.qk_norm, "qwen3_py: head_dim defaults to 128, q/k norms on")
+    check(torch.allclose(naive_attention_forward(q3, prompt[:5]), q3.forward(prompt[:5]), atol=1e-10, rtol=0),
+          "qwen3_py: q/k norm + attention == per-head loops")
+    q3_plain = merged_model(q3, R.LoraRef({}))
+    q3_plain.cfg = R.Config(dict(q3.cfg.raw, model_type="llama", architectures=["LlamaForCausalLM"],
+                                 head_dim=128))
+    d = float((q3_plain.forward(prompt) - q3.forward(prompt)).abs().max())
+    check(d > 0.1, f"qwen3_py: the q/k norms change the logits (max|d| {d:.2f} without them)")
+    # Qwen2: biases of zero give the same weights read as Llama, bitwise; the real ones matter
+    q2 = R.LlamaRef.load(man["models"]["qwen2_py"]["path"])
+    q2_zero = merged_model(q2, R.LoraRef({}))
+    q2_llama = merged_model(q2, R.LoraRef({}))
+    q2_llama.cfg = R.Config(dict(q2.cfg.raw, model_type="llama", architectures=["LlamaForCausalLM"]))
+    for k_ in [k_ for k_ in q2.w if k_.endswith("_proj.bias")]:
+        q2_zero.w[k_] = torch.zeros_like(q2.w[k_])
+        del q2_llama.w[k_]
+    check(torch.equal(q2_zero.forward(prompt), q2_llama.forward(prompt)), "qwen2_py: zero biases == Llama (bitwise)")
+    d = float((q2.forward(prompt) - q2_llama.forward(prompt)).abs().max())
+    check(d > 0.1, f"qwen2_py: the q/k/v biases change the logits (max|d| {d:.2f})")
+    models = {"base": base, "headdim_mqa": hm, "qwen2_py": q2, "qwen3_py": q3}
+    # LoRA: B = 0 identity; LoRA == merged weights (biases untouched); adapters change tokens
     for name, info in man["adapters"].items():
-        m = base if info["base"] == "base" else hm
+        m = models[info["base"]]
         lora = R.LoraRef.load(info["path"], m)
         zero = R.LoraRef({k: (A, torch.zeros_like(B), s) for k, (A, B, s) in lora.mods.items()})
         check(torch.equal(m.forward(prompt, zero), m.forward(prompt)), f"{name}: B=0 gives base logits exactly")

@@ -60,7 +60,9 @@ class QwenModels : public ::testing::TestWithParam<std::string> {
 TempDir* QwenModels::dir_ = nullptr;
 
 INSTANTIATE_TEST_SUITE_P(Families, QwenModels, ::testing::Values("qwen2-tiny", "qwen3-tiny"),
-                         [](const auto& info) { return info.param == "qwen2-tiny" ? "Qwen2" : "Qwen3"; });
+                         [](const auto& info) {
+                           return info.param == "qwen2-tiny" ? "Qwen2" : "Qwen3";
+                         });
 
 TEST_P(QwenModels, SynthWritesTheFamilysTensorsAndConfig) {
   const std::string preset = GetParam();
@@ -136,8 +138,8 @@ TEST_P(QwenModels, MissingOrStrayFamilyTensorsAreNamed) {
   TempDir dir;
   auto src = SafetensorsFile::open(root(preset) + "/model/model.safetensors");
   ASSERT_TRUE(src.ok()) << src.status();
-  const std::string dropped = qwen2 ? "model.layers.2.self_attn.k_proj.bias"
-                                    : "model.layers.3.self_attn.k_norm.weight";
+  const std::string dropped =
+      qwen2 ? "model.layers.2.self_attn.k_proj.bias" : "model.layers.3.self_attn.k_norm.weight";
   std::vector<TensorToWrite> ts;
   for (const auto& [name, info] : (*src)->tensors()) {
     if (name == dropped) continue;
@@ -313,7 +315,8 @@ TEST(QwenPresets, FullSizeShapes) {
   ASSERT_TRUE(nemo.ok());
   EXPECT_EQ(nemo->hidden_size, 5120);
   EXPECT_EQ(nemo->q_dim(), 4096);
-  for (const char* name : {"qwen2-tiny", "qwen3-tiny", "qwen2.5-7b", "qwen3-8b", "mistral-nemo-12b"}) {
+  for (const char* name :
+       {"qwen2-tiny", "qwen3-tiny", "qwen2.5-7b", "qwen3-8b", "mistral-nemo-12b"}) {
     auto c = synth_preset(name);
     ASSERT_TRUE(c.ok()) << name;
     auto back = ModelConfig::from_json_text(c->to_json_text());
