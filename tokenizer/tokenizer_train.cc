@@ -332,7 +332,8 @@ StatusOr<TrainedTokenizerFiles> train_tokenizer(const TokenizerTrainOptions& opt
               {"unk_token", "<unk>"},
               {"clean_up_tokenization_spaces", false},
               {"model_max_length", options.model_max_length},
-              {"tokenizer_class", "PreTrainedTokenizerFast"}};
+              {"tokenizer_class", "PreTrainedTokenizerFast"},
+              {"chat_template", kLlamaChatMlTemplate}};
   }
   TrainedTokenizerFiles files;
   files.tokenizer_json = root.dump(1) + "\n";
