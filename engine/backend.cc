@@ -33,6 +33,24 @@ Status validate_page_write(const PoolGeometry& pool, const std::vector<int32_t>&
   return ok_status();
 }
 
+Status validate_linear_bias(const Tensor& w, const Tensor& bias, const std::string& who) {
+  if (bias.rows * bias.cols != w.rows) {
+    return invalid_argument(who + ": bias has " + std::to_string(bias.rows * bias.cols) +
+                            " values for " + std::to_string(w.rows) + " outputs");
+  }
+  return ok_status();
+}
+
+Status validate_qk_norm(const BackendModelInfo& info, const Tensor& q, const Tensor& k,
+                        const Tensor& q_weight, const Tensor& k_weight, const std::string& who) {
+  const int64_t hd = info.head_dim;
+  if (q.cols != info.num_q_heads * hd || k.cols != info.num_kv_heads * hd || q.rows != k.rows ||
+      q_weight.rows * q_weight.cols != hd || k_weight.rows * k_weight.cols != hd) {
+    return invalid_argument(who + ": qk_norm shape mismatch");
+  }
+  return ok_status();
+}
+
 StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, double fraction) {
   if (pool_mb < 0) return invalid_argument("--pool-mb must not be negative");
   if (pool_mb > 0) return pool_mb << 20;

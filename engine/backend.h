@@ -145,6 +145,14 @@ Status validate_backend_geometry(const BackendModelInfo& info, const PoolGeometr
 Status validate_page_write(const PoolGeometry& pool, const std::vector<int32_t>& pages,
                            size_t bytes);
 
+// linear_bias: one bias value per output row of W.
+Status validate_linear_bias(const Tensor& w, const Tensor& bias, const std::string& who);
+
+// qk_norm: q [T, nq*hd] and k [T, nkv*hd] of the model's heads, weights of
+// head_dim values each.
+Status validate_qk_norm(const BackendModelInfo& info, const Tensor& q, const Tensor& k,
+                        const Tensor& q_weight, const Tensor& k_weight, const std::string& who);
+
 // Pool size for a command's --pool-mb / --pool-fraction: `pool_mb` MiB
 // when positive, else `fraction` of the backend's available memory.
 StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, double fraction);

@@ -145,10 +145,7 @@ class CpuBackend final : public Backend {
   }
 
   Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) override {
-    if (bias.rows * bias.cols != w.rows) {
-      return invalid_argument("cpu backend: bias has " + std::to_string(bias.rows * bias.cols) +
-                              " values for " + std::to_string(w.rows) + " outputs");
-    }
+    LS_RETURN_IF_ERROR(validate_linear_bias(w, bias, "cpu backend"));
     LS_RETURN_IF_ERROR(check_f32(bias, "bias"));
     LS_RETURN_IF_ERROR(linear(x, w, y));
     return kernels::bias_add_ref(kernels::BiasAddParams{f32(y), f32(bias), y.rows, y.cols});
@@ -223,11 +220,7 @@ class CpuBackend final : public Backend {
 
   Status qk_norm(Tensor q, Tensor k, const Tensor& q_weight, const Tensor& k_weight,
                  float eps) override {
-    const int64_t hd = info_.head_dim;
-    if (q.cols != info_.num_q_heads * hd || k.cols != info_.num_kv_heads * hd || q.rows != k.rows ||
-        q_weight.rows * q_weight.cols != hd || k_weight.rows * k_weight.cols != hd) {
-      return invalid_argument("cpu backend: qk_norm shape mismatch");
-    }
+    LS_RETURN_IF_ERROR(validate_qk_norm(info_, q, k, q_weight, k_weight, "cpu backend"));
     kernels::QkNormParams p;
     p.q = f32(q);
     p.k = f32(k);
@@ -236,7 +229,7 @@ class CpuBackend final : public Backend {
     p.num_tokens = q.rows;
     p.num_q_heads = info_.num_q_heads;
     p.num_kv_heads = info_.num_kv_heads;
-    p.head_dim = hd;
+    p.head_dim = info_.head_dim;
     p.eps = eps;
     return kernels::qk_norm_ref(p);
   }

@@ -344,10 +344,7 @@ class CudaBackend final : public Backend {
     if (x.cols != w.cols || y.cols != w.rows || x.rows != y.rows) {
       return invalid_argument("cuda backend: linear shape mismatch");
     }
-    if (bias.rows * bias.cols != w.rows) {
-      return invalid_argument("cuda backend: bias has " + std::to_string(bias.rows * bias.cols) +
-                              " values for " + std::to_string(w.rows) + " outputs");
-    }
+    LS_RETURN_IF_ERROR(validate_linear_bias(w, bias, "cuda backend"));
     kernels::BiasBf16Params p;
     p.y = bf(y);
     p.bias = bf(bias);
@@ -493,11 +490,7 @@ class CudaBackend final : public Backend {
     LS_RETURN_IF_ERROR(check_bf16(k, "qk_norm k"));
     LS_RETURN_IF_ERROR(check_bf16(q_weight, "qk_norm q_weight"));
     LS_RETURN_IF_ERROR(check_bf16(k_weight, "qk_norm k_weight"));
-    const int64_t hd = info_.head_dim;
-    if (q.cols != info_.num_q_heads * hd || k.cols != info_.num_kv_heads * hd || q.rows != k.rows ||
-        q_weight.rows * q_weight.cols != hd || k_weight.rows * k_weight.cols != hd) {
-      return invalid_argument("cuda backend: qk_norm shape mismatch");
-    }
+    LS_RETURN_IF_ERROR(validate_qk_norm(info_, q, k, q_weight, k_weight, "cuda backend"));
     kernels::QkNormBf16Params p;
     p.q = bf(q);
     p.k = bf(k);
@@ -506,7 +499,7 @@ class CudaBackend final : public Backend {
     p.num_tokens = q.rows;
     p.num_q_heads = info_.num_q_heads;
     p.num_kv_heads = info_.num_kv_heads;
-    p.head_dim = hd;
+    p.head_dim = info_.head_dim;
     p.eps = eps;
     return kernels::launch_qk_norm_bf16(p, compute_);
   }
