@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
+#include "tokenizer/tokenizer_impl.h"
 
 namespace loraserve {
 
@@ -10,15 +11,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// bos_token / eos_token: a string, or an AddedToken dict with "content".
+// bos_token / eos_token as the tokenizer reads them; "" when absent.
 std::string token_string(const json& config, const char* key) {
   if (!config.contains(key)) return "";
-  const json& v = config[key];
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) {
-    return v["content"].get<std::string>();
-  }
-  return "";
+  return tokenizer_internal::token_content(config[key]).value_or("");
 }
 
 // tokenizer_config.json's chat_template: a string, or [{name, template}].

@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/status.h"
 
 namespace loraserve::tokenizer_internal {
@@ -135,6 +137,10 @@ struct TokenizerImpl {
 };
 
 // Loads and validates; fills every field of TokenizerImpl.
+// A special token in tokenizer.json / tokenizer_config.json: a string, or an
+// AddedToken dict {"content": ...}; nullopt for anything else.
+std::optional<std::string> token_content(const nlohmann::json& j);
+
 StatusOr<std::unique_ptr<TokenizerImpl>> parse_tokenizer(std::string_view tokenizer_json,
                                                          std::string_view config_json);
 

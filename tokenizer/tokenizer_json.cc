@@ -280,14 +280,6 @@ Status parse_added_token(const json& t, const std::string& where, AddedToken* a)
   return ok_status();
 }
 
-std::optional<std::string> token_content(const json& j) {
-  if (j.is_string()) return j.get<std::string>();
-  if (j.is_object() && j.contains("content") && j["content"].is_string()) {
-    return j["content"].get<std::string>();
-  }
-  return std::nullopt;
-}
-
 Status parse_post_processor(const json& j, const std::string& where, TokenizerImpl* impl,
                             bool* has_template) {
   if (j.is_null()) return ok_status();
@@ -685,6 +677,14 @@ Status parse_all(const json& root, const json& config, TokenizerImpl* impl) {
 }
 
 }  // namespace
+
+std::optional<std::string> token_content(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string()) {
+    return j["content"].get<std::string>();
+  }
+  return std::nullopt;
+}
 
 StatusOr<std::unique_ptr<TokenizerImpl>> parse_tokenizer(std::string_view tokenizer_json,
                                                          std::string_view config_json) {
