@@ -14,6 +14,7 @@
 #include "checkpoint/model_weights.h"
 #include "checkpoint/synth.h"
 #include "scheduler/scheduler.h"
+#include "tests/support/request_stream_util.h"
 
 namespace loraserve {
 namespace {
@@ -55,14 +56,7 @@ class LoadTest : public ::testing::Test {
   }
 
   static RequestEvent drain(RequestStream& s) {
-    for (;;) {
-      RequestEvent e;
-      if (!s.pop(&e, std::chrono::milliseconds(60000))) {
-        ADD_FAILURE() << "stream stalled";
-        return e;
-      }
-      if (e.final) return e;
-    }
+    return testing_util::drain_stream(s, nullptr, std::chrono::milliseconds(60000));
   }
 
   // Mean TTFT of tenant "trickle" sending 4 requests one after another,

@@ -12,6 +12,7 @@
 #include "checkpoint/synth.h"
 #include "scheduler/offline.h"
 #include "scheduler/scheduler.h"
+#include "tests/support/request_stream_util.h"
 #include "tests/support/overflow_adapter.h"
 
 namespace loraserve {
@@ -71,15 +72,7 @@ class SchedulerEndings : public ::testing::Test {
   }
 
   static RequestEvent drain(RequestStream& s, std::vector<int32_t>* tokens) {
-    for (;;) {
-      RequestEvent e;
-      if (!s.pop(&e, std::chrono::milliseconds(20000))) {
-        ADD_FAILURE() << "stream stalled";
-        return e;
-      }
-      tokens->insert(tokens->end(), e.tokens.begin(), e.tokens.end());
-      if (e.final) return e;
-    }
+    return testing_util::drain_stream(s, tokens, std::chrono::milliseconds(20000));
   }
 
   static std::string dir_;

@@ -2,6 +2,7 @@
 // the real step loop over a tiny synthetic model: concurrent requests,
 // preemption with recompute, cancellation, unload while in use.
 #include "scheduler/scheduler.h"
+#include "tests/support/request_stream_util.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -116,17 +117,8 @@ class SchedulerTest : public ::testing::Test {
     }
   }
 
-  // Collects a stream to its final event.
   static RequestEvent drain(RequestStream& s, std::vector<int32_t>* tokens) {
-    for (;;) {
-      RequestEvent e;
-      if (!s.pop(&e, std::chrono::milliseconds(10000))) {
-        ADD_FAILURE() << "stream stalled";
-        return e;
-      }
-      tokens->insert(tokens->end(), e.tokens.begin(), e.tokens.end());
-      if (e.final) return e;
-    }
+    return testing_util::drain_stream(s, tokens, std::chrono::milliseconds(10000));
   }
 
   static std::string dir_;
