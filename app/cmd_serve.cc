@@ -244,8 +244,10 @@ int run_serve(const ServeFlags& f) {
       const ChatTemplateSource src = *source;
       api.render_chat = [shared, src](const nlohmann::json& messages,
                                       bool add_generation_prompt) -> StatusOr<std::string> {
-        nlohmann::ordered_json ctx;
-        ctx["messages"] = nlohmann::ordered_json::parse(messages.dump());
+        // The request body was parsed into a (key-sorted) json already, so
+        // an ordered_json context would keep no order worth keeping.
+        nlohmann::json ctx;
+        ctx["messages"] = messages;
         ctx["tools"] = nullptr;
         ctx["documents"] = nullptr;
         ctx["add_generation_prompt"] = add_generation_prompt;

@@ -369,7 +369,6 @@ void DurableAdapterStore::collect_garbage(int64_t stale_after_s) const {
   // record, or a replica that died mid-upload), once they are old enough.
   for (const auto& adapter : fs::directory_iterator(dir_ + "/objects", ec)) {
     const std::string key = adapter.path().filename().string();
-    std::string record_text;
     auto text = read_file(dir_ + "/records/" + key + ".json");
     uint64_t current = 0;
     if (text.ok()) {
