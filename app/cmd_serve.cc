@@ -62,6 +62,8 @@ struct ServeFlags {
   std::string model;
   std::string adapter_root;
   std::string preload_adapters;
+  std::string adapter_store;       // "" = uploads and loads are not persisted
+  double adapter_store_poll_s = 1.0;
   std::string listen = "127.0.0.1:50051";
   std::string port_file;
   std::string http_listen;  // "" = no HTTP
@@ -157,7 +159,23 @@ int run_serve(const ServeFlags& f) {
   svc_opts.max_upload_bytes = f.max_upload_mb << 20;
   svc_opts.backend_name = backend_name;
   Generator generator(scheduler->get(), &directory, text_tokenizer);
-  AdapterAdmin admin(scheduler->get(), &directory, f.adapter_root);
+  std::unique_ptr<DurableAdapterStore> store;
+  if (!f.adapter_store.empty()) {
+    auto opened = DurableAdapterStore::open(f.adapter_store);
+    if (!opened.ok()) return fail(opened.status().with_context("--adapter-store"));
+    store = std::move(*opened);
+    std::vector<std::string> problems;
+    const size_t stored = store->list(&problems).size();
+    for (const std::string& p : problems) spdlog::warn("adapter store: {}", p);
+    spdlog::info("adapter store {}: {} adapter(s), each loaded on first use", f.adapter_store,
+                 stored);
+  }
+  AdapterAdmin admin(scheduler->get(), &directory, f.adapter_root, store.get());
+  if (store) {
+    generator.set_adapter_fetcher([&admin](const Caller& caller, const std::string& id) {
+      return admin.fetch_from_store(caller, id);
+    });
+  }
   LoraServeService service(&generator, &admin, &directory, svc_opts);
 
   const std::string server_owner = tenant_config ? "public" : "";
@@ -285,8 +303,17 @@ int run_serve(const ServeFlags& f) {
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   std::signal(SIGHUP, on_sighup);
+  auto next_sync = std::chrono::steady_clock::now();
+  const auto sync_every =
+      std::chrono::milliseconds(static_cast<int64_t>(std::max(0.05, f.adapter_store_poll_s) * 1000));
   while (g_signal.load() == 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Unloads and replaces made through other replicas; replaced weights
+    // whose requests have ended.
+    if (std::chrono::steady_clock::now() >= next_sync) {
+      admin.sync_with_store();
+      next_sync = std::chrono::steady_clock::now() + sync_every;
+    }
     if (g_reload.exchange(false)) {
       if (f.tenants.empty()) {
         spdlog::info("SIGHUP: no --tenants file to reload");
@@ -349,6 +376,12 @@ void add_serve_command(CLI::App& app, Runner* runner) {
                   "Directory LoadAdapter paths are relative to (nothing outside it is read)");
   cmd->add_option("--preload-adapters", f->preload_adapters,
                   "Register every adapter directory inside DIR at start (id = directory name)");
+  cmd->add_option("--adapter-store", f->adapter_store,
+                  "Directory where uploaded and loaded adapters are kept (crash-safe; survives "
+                  "restarts; replicas may share it on one volume)");
+  cmd->add_option("--adapter-store-poll-s", f->adapter_store_poll_s,
+                  "How often to pick up unloads and replaces made through other replicas")
+      ->capture_default_str();
   cmd->add_option("--listen", f->listen, "host:port to listen on (port 0 picks a free one)")
       ->capture_default_str();
   cmd->add_option("--port-file", f->port_file, "Write the bound port to this file once listening");

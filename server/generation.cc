@@ -61,7 +61,14 @@ StatusOr<std::unique_ptr<Generation>> Generator::start(const Caller& caller, Gen
   LS_RETURN_IF_ERROR(to_params(in, tokenizer_.get(), &p));
   if (!in.adapter_id.empty()) {
     LS_RETURN_IF_ERROR(validate_adapter_id(in.adapter_id));
-    LS_ASSIGN_OR_RETURN(p.adapter_id, tenants_->resolve(caller, in.adapter_id));
+    auto sid = tenants_->resolve(caller, in.adapter_id);
+    if (!sid.ok() && sid.status().code() == StatusCode::kNotFound && fetch_adapter_) {
+      Status fetched = fetch_adapter_(caller, in.adapter_id);
+      if (!fetched.ok() && fetched.code() != StatusCode::kNotFound) return fetched;
+      sid = tenants_->resolve(caller, in.adapter_id);
+    }
+    if (!sid.ok()) return sid.status();
+    p.adapter_id = std::move(*sid);
   }
   p.tenant = caller.tenant;
   if (in.max_new_tokens_to_context) {

@@ -124,7 +124,14 @@ class Generator {
   const std::shared_ptr<const Tokenizer>& tokenizer() const { return tokenizer_; }
   Scheduler* scheduler() const { return scheduler_; }
 
+  // Called for an adapter id the directory does not know before answering
+  // NOT_FOUND (the adapter store's lazy load); it may block while loading.
+  // Set before serving.
+  using AdapterFetcher = std::function<Status(const Caller&, const std::string& id)>;
+  void set_adapter_fetcher(AdapterFetcher fetch) { fetch_adapter_ = std::move(fetch); }
+
  private:
+  AdapterFetcher fetch_adapter_;
   Scheduler* scheduler_;
   TenantDirectory* tenants_;
   std::shared_ptr<const Tokenizer> tokenizer_;

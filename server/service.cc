@@ -66,7 +66,10 @@ void fill_adapter_info(const AdapterView& v, v1::AdapterInfo* info) {
   if (v.ownership) {
     info->set_owner(v.ownership->owner);
     info->set_is_public(v.ownership->is_public);
+    info->set_version(v.ownership->version);
+    info->set_stored(v.ownership->stored);
   }
+  info->set_loaded(v.loaded);
 }
 
 }  // namespace
@@ -148,7 +151,8 @@ grpc::Status LoraServeService::LoadAdapter(grpc::ServerContext* ctx,
   auto caller = authenticate(ctx);
   if (!caller.ok()) return to_grpc(caller.status());
   auto v = adapters_->load(*caller, req->adapter_id(), req->path(),
-                           AdapterOwnerChoice{req->owner_tenant(), req->is_public()});
+                           AdapterOwnerChoice{req->owner_tenant(), req->is_public(),
+                                              req->replace()});
   if (!v.ok()) return to_grpc(v.status());
   fill_adapter_info(*v, resp);
   return grpc::Status::OK;
@@ -162,12 +166,14 @@ grpc::Status LoraServeService::UploadAdapter(grpc::ServerContext* ctx,
   v1::UploadAdapterChunk chunk;
   std::string id, owner_tenant, config_json, tensors;
   bool is_public = false;
+  bool replace = false;
   bool first = true;
   while (reader->Read(&chunk)) {
     if (first) {
       id = chunk.adapter_id();
       owner_tenant = chunk.owner_tenant();
       is_public = chunk.is_public();
+      replace = chunk.replace();
       first = false;
     } else if (!chunk.adapter_id().empty() && chunk.adapter_id() != id) {
       return to_grpc(invalid_argument("adapter_id changed in the middle of an upload"));
@@ -180,7 +186,7 @@ grpc::Status LoraServeService::UploadAdapter(grpc::ServerContext* ctx,
     }
   }
   if (first) return to_grpc(invalid_argument("empty upload"));
-  auto v = adapters_->upload(*caller, id, AdapterOwnerChoice{owner_tenant, is_public}, config_json,
+  auto v = adapters_->upload(*caller, id, AdapterOwnerChoice{owner_tenant, is_public, replace}, config_json,
                              std::move(tensors));
   if (!v.ok()) return to_grpc(v.status());
   fill_adapter_info(*v, resp);

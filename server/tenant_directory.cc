@@ -11,6 +11,19 @@ Status quota_error(const std::string& quota, int64_t limit, const std::string& t
 }
 }  // namespace
 
+std::string directory_id_of(const std::string& engine_id) {
+  const size_t at = engine_id.rfind("@v");
+  if (at == std::string::npos || at + 2 == engine_id.size()) return engine_id;
+  for (size_t i = at + 2; i < engine_id.size(); ++i) {
+    if (engine_id[i] < '0' || engine_id[i] > '9') return engine_id;
+  }
+  return engine_id.substr(0, at);
+}
+
+std::string engine_id_for(const std::string& directory_id, uint64_t version) {
+  return version <= 1 ? directory_id : directory_id + "@v" + std::to_string(version);
+}
+
 TenantDirectory::TenantDirectory(std::shared_ptr<const TenantConfig> config)
     : config_(std::move(config)) {}
 
@@ -56,11 +69,14 @@ std::string TenantDirectory::scheduler_id(const std::string& owner, const std::s
 
 StatusOr<std::string> TenantDirectory::resolve(const Caller& caller, const std::string& id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  const std::string own = scheduler_id(caller.tenant, id);
-  if (adapters_.count(own)) return own;
+  auto key = [](const auto& it) {
+    return it->second.engine_id.empty() ? it->first : it->second.engine_id;
+  };
+  auto own = adapters_.find(scheduler_id(caller.tenant, id));
+  if (own != adapters_.end()) return key(own);
   if (config_ != nullptr) {
-    const std::string pub = scheduler_id(kPublic, id);
-    if (adapters_.count(pub)) return pub;
+    auto pub = adapters_.find(scheduler_id(kPublic, id));
+    if (pub != adapters_.end()) return key(pub);
   }
   return not_found("adapter '" + id + "' is not loaded");
 }
@@ -127,7 +143,7 @@ StatusOr<AdapterOwnership> TenantDirectory::remove_adapter(const std::string& sc
 
 StatusOr<AdapterOwnership> TenantDirectory::ownership(const std::string& scheduler_id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = adapters_.find(scheduler_id);
+  auto it = adapters_.find(directory_id_of(scheduler_id));
   if (it == adapters_.end()) return not_found("adapter is not loaded");
   return it->second;
 }

@@ -33,7 +33,19 @@ struct AdapterOwnership {
   std::string public_id;  // the id its owner uses
   bool is_public = false;
   int64_t bytes = 0;
+  // The scheduler's key for the weights in use: the directory id for the
+  // first version, "<id>@v<N>" after a replace, so the new weights can be
+  // registered while requests still run on the old ones ('@' is not allowed
+  // in adapter ids).
+  std::string engine_id;
+  uint64_t version = 1;
+  bool stored = false;       // its files are in the --adapter-store
+  std::string stored_digest;  // the stored weights' sha256 (a re-created id differs)
 };
+
+// The directory id of a scheduler key ("<id>@v<N>" -> "<id>").
+std::string directory_id_of(const std::string& engine_id);
+std::string engine_id_for(const std::string& directory_id, uint64_t version);
 
 struct TenantAccount {
   std::string tenant;
@@ -69,8 +81,9 @@ class TenantDirectory {
 
   static std::string scheduler_id(const std::string& owner, const std::string& id);
 
-  // The scheduler id `caller` means by `id` for Generate: its own adapter,
-  // else a public one. NOT_FOUND otherwise (whoever else owns one).
+  // The scheduler key `caller` means by `id` for Generate: its own adapter,
+  // else a public one (the key of the version in use). NOT_FOUND otherwise
+  // (whoever else owns one).
   StatusOr<std::string> resolve(const Caller& caller, const std::string& id) const;
   // Owner for a load/unload request: the caller, or (admin only) the named
   // tenant or "public". PERMISSION_DENIED for a non-admin asking for more;
@@ -86,6 +99,7 @@ class TenantDirectory {
   StatusOr<AdapterOwnership> remove_adapter(const std::string& scheduler_id);
   // Scheduler ids of the adapters `caller` may see, with their ownership.
   std::vector<std::pair<std::string, AdapterOwnership>> visible_adapters(const Caller& caller) const;
+  // By directory id or by scheduler key (a versioned key maps to its id).
   StatusOr<AdapterOwnership> ownership(const std::string& scheduler_id) const;
 
   // Request quotas: max_concurrent_requests and max_queued_tokens.

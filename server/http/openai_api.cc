@@ -141,7 +141,10 @@ json adapter_json(const AdapterView& v, const std::string& parent, int64_t creat
           {"parent", parent},
           {"rank", v.summary.rank},
           {"bytes", v.summary.bytes},
-          {"resident", v.summary.resident}};
+          {"resident", v.summary.resident},
+          {"version", v.ownership ? v.ownership->version : 1},
+          {"stored", v.ownership && v.ownership->stored},
+          {"loaded", v.loaded}};
 }
 
 }  // namespace
@@ -290,6 +293,11 @@ HandlerResult OpenAiApi::load_adapter(const HttpRequest& r) {
   if (pub != body.end() && !pub->is_null()) {
     if (!pub->is_boolean()) return error(invalid_argument("'is_public' must be a boolean"), "is_public");
     choice.is_public = pub->get<bool>();
+  }
+  auto replace = body.find("replace");
+  if (replace != body.end() && !replace->is_null()) {
+    if (!replace->is_boolean()) return error(invalid_argument("'replace' must be a boolean"), "replace");
+    choice.replace = replace->get<bool>();
   }
   return run_blocking([this, caller = *caller, id = name->get<std::string>(),
                        dir = path->get<std::string>(), choice] {

@@ -201,24 +201,6 @@ TEST_F(Adapters, BadLoadsAreRefusedWithTheRightCodeWhileAHealthyStreamRuns) {
   EXPECT_TRUE(matches_offline(healthy.result(), want, prompt.size()));
 }
 
-grpc::Status upload(v1::LoraServe::Stub* stub, const std::string& id, const std::string& config,
-                    const std::string& tensors, size_t chunk, v1::AdapterInfo* info) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  auto writer = stub->UploadAdapter(&ctx, info);
-  v1::UploadAdapterChunk first;
-  first.set_adapter_id(id);
-  first.set_adapter_config_json(config);
-  bool ok = writer->Write(first);
-  for (size_t off = 0; ok && off < tensors.size(); off += chunk) {
-    v1::UploadAdapterChunk c;
-    c.set_safetensors_data(tensors.substr(off, chunk));
-    ok = writer->Write(c);
-  }
-  writer->WritesDone();
-  return writer->Finish();
-}
-
 TEST_F(Adapters, UploadOfGarbageIsDataLossAndUploadOfAValidAdapterServesLikeAPathLoad) {
   const SynthData& d = synth_data();
   const std::string config = read_file(d.adapter_dir(3) + "/adapter_config.json");
@@ -229,19 +211,19 @@ TEST_F(Adapters, UploadOfGarbageIsDataLossAndUploadOfAValidAdapterServesLikeAPat
 
   std::string garbage(5000, '\0');
   for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>((i * 131 + 7) % 251);
-  const grpc::Status g = upload(stub(), "up-garbage", config, garbage, 1000, &info);
+  const grpc::Status g = upload_adapter(stub(), "up-garbage", config, garbage, 1000, &info);
   EXPECT_EQ(g.error_code(), grpc::StatusCode::DATA_LOSS) << describe(g);
   const grpc::Status cut =
-      upload(stub(), "up-cut", config, tensors.substr(0, tensors.size() - 1000), 1 << 16, &info);
+      upload_adapter(stub(), "up-cut", config, tensors.substr(0, tensors.size() - 1000), 1 << 16, &info);
   EXPECT_EQ(cut.error_code(), grpc::StatusCode::DATA_LOSS) << describe(cut);
-  const grpc::Status no_tensors = upload(stub(), "up-empty", config, "", 1, &info);
+  const grpc::Status no_tensors = upload_adapter(stub(), "up-empty", config, "", 1, &info);
   EXPECT_EQ(no_tensors.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << describe(no_tensors);
-  const grpc::Status bad_id = upload(stub(), "up bad", config, tensors, 1 << 16, &info);
+  const grpc::Status bad_id = upload_adapter(stub(), "up bad", config, tensors, 1 << 16, &info);
   EXPECT_EQ(bad_id.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << describe(bad_id);
 
   // In 10 chunks, so the server must reassemble them.
   info.Clear();
-  const grpc::Status up = upload(stub(), "up-a3", config, tensors, tensors.size() / 10 + 1, &info);
+  const grpc::Status up = upload_adapter(stub(), "up-a3", config, tensors, tensors.size() / 10 + 1, &info);
   ASSERT_TRUE(up.ok()) << describe(up);
   EXPECT_EQ(info.adapter_id(), "up-a3");
   EXPECT_EQ(info.rank(), 64u);

@@ -203,6 +203,27 @@ grpc::Status load_adapter(v1::LoraServe::Stub* stub, const std::string& id, cons
   return stub->LoadAdapter(&ctx, req, info != nullptr ? info : &local);
 }
 
+grpc::Status upload_adapter(v1::LoraServe::Stub* stub, const std::string& id,
+                            const std::string& config, const std::string& tensors, size_t chunk,
+                            v1::AdapterInfo* info, bool replace) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::AdapterInfo local;
+  auto writer = stub->UploadAdapter(&ctx, info != nullptr ? info : &local);
+  v1::UploadAdapterChunk first;
+  first.set_adapter_id(id);
+  first.set_adapter_config_json(config);
+  first.set_replace(replace);
+  bool ok = writer->Write(first);
+  for (size_t off = 0; ok && off < tensors.size(); off += chunk) {
+    v1::UploadAdapterChunk c;
+    c.set_safetensors_data(tensors.substr(off, chunk));
+    ok = writer->Write(c);
+  }
+  writer->WritesDone();
+  return writer->Finish();
+}
+
 grpc::Status unload_adapter(v1::LoraServe::Stub* stub, const std::string& id) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));

@@ -77,6 +77,10 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 grpc::Status load_adapter(v1::LoraServe::Stub* stub, const std::string& id, const std::string& path,
                           v1::AdapterInfo* info = nullptr);
 grpc::Status unload_adapter(v1::LoraServe::Stub* stub, const std::string& id);
+// UploadAdapter with the safetensors bytes in chunks of `chunk`.
+grpc::Status upload_adapter(v1::LoraServe::Stub* stub, const std::string& id,
+                            const std::string& config, const std::string& tensors, size_t chunk,
+                            v1::AdapterInfo* info = nullptr, bool replace = false);
 std::vector<v1::AdapterInfo> list_adapters(v1::LoraServe::Stub* stub);
 // The entry for `id`, or nullptr.
 const v1::AdapterInfo* find_adapter(const std::vector<v1::AdapterInfo>& list,
