@@ -40,6 +40,7 @@ int run_load_path(const GlobalOptions& opts, const LoadOptions& load) {
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
   grpc::ClientContext ctx;
   set_deadline(opts, &ctx);
+  clients::add_adapter_routing(&ctx, load.id);
   v1::LoadAdapterRequest request;
   request.set_adapter_id(load.id);
   request.set_path(load.path);
@@ -65,6 +66,7 @@ int run_load_upload(const GlobalOptions& opts, const LoadOptions& load) {
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
   grpc::ClientContext ctx;
   set_deadline(opts, &ctx);
+  clients::add_adapter_routing(&ctx, load.id);
   v1::AdapterInfo info;
   auto writer = stub->UploadAdapter(&ctx, &info);
 
@@ -101,6 +103,7 @@ int run_unload(const GlobalOptions& opts, const std::string& id) {
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
   grpc::ClientContext ctx;
   set_deadline(opts, &ctx);
+  clients::add_adapter_routing(&ctx, id);
   v1::UnloadAdapterRequest request;
   request.set_adapter_id(id);
   v1::UnloadAdapterResponse response;

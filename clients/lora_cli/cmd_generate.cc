@@ -144,6 +144,7 @@ int run_generate(const GlobalOptions& opts, const GenerateOptions& gen) {
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
   grpc::ClientContext ctx;
   set_deadline(opts, &ctx);
+  clients::add_adapter_routing(&ctx, gen.adapter);
 
   std::vector<uint32_t> tokens;
   std::vector<float> logprobs;
