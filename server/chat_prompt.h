@@ -27,8 +27,8 @@ namespace loraserve {
 // Renders `messages` (a list of {role, content} with string contents) to
 // prompt text. The product's renders the Jinja template; tests may plug in
 // their own.
-using ChatRenderer =
-    std::function<StatusOr<std::string>(const nlohmann::json& messages, bool add_generation_prompt)>;
+using ChatRenderer = std::function<StatusOr<std::string>(const nlohmann::json& messages,
+                                                          bool add_generation_prompt)>;
 
 // The roles a chat message may have: system, user, assistant.
 bool is_chat_role(const std::string& role);

@@ -25,7 +25,8 @@ Status to_input(const v1::GenerateRequest& req, const ChatPrompt& chat, Generati
   const int prompts = (req.prompt().empty() ? 0 : 1) + (req.prompt_token_ids().empty() ? 0 : 1) +
                       (req.messages().empty() ? 0 : 1);
   if (prompts > 1) {
-    return invalid_argument("prompt, prompt_token_ids and messages are alternatives: send one, not both");
+    return invalid_argument(
+        "prompt, prompt_token_ids and messages are alternatives: send one, not both");
   }
   if (prompts == 0) {
     return invalid_argument("no prompt: send prompt_token_ids, prompt or messages");

@@ -206,7 +206,8 @@ TEST(ChatTemplateErrors, RaiseExceptionIsInvalidArgumentWithTheTemplatesMessage)
              "{{ raise_exception('System role not supported by this template') }}"
              "{%- endif %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{%- endfor %}"
              "{%- if add_generation_prompt %}assistant: {% endif %}");
-  auto server = start_server(synth_data().model, {"--chat-template", (dir / "strict.jinja").string()});
+  auto server =
+      start_server(synth_data().model, {"--chat-template", (dir / "strict.jinja").string()});
   ASSERT_NE(server, nullptr);
   auto stub = server->stub();
   EXPECT_TRUE(has_code(run_generate(stub.get(), chat_request("", kChat, 4)).status,

@@ -22,8 +22,8 @@ constexpr char kTemplate[] =
     "{% if add_generation_prompt %}[assistant] {% endif %}";
 
 ChatPrompt load_prompt(const TempDir& dir) {
-  write_file(dir.path() + "/tokenizer_config.json",
-             json{{"chat_template", kTemplate}, {"bos_token", "<s>"}, {"eos_token", "</s>"}}.dump());
+  const json config = {{"chat_template", kTemplate}, {"bos_token", "<s>"}, {"eos_token", "</s>"}};
+  write_file(dir.path() + "/tokenizer_config.json", config.dump());
   auto chat = ChatPrompt::load(dir.path(), "");
   EXPECT_TRUE(chat.ok()) << chat.status();
   return chat.ok() ? *chat : ChatPrompt();
