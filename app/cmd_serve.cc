@@ -22,13 +22,13 @@
 
 #include "app/commands.h"
 #include "app/engine_setup.h"
-#include "chat_template/chat_template.h"
 #include "checkpoint/model_weights.h"
 #include "common/file_util.h"
 #include "engine/engine.h"
 #include "scheduler/scheduler.h"
 #include "server/adapter_admin.h"
 #include "server/adapter_paths.h"
+#include "server/chat_prompt.h"
 #include "server/generation.h"
 #include "server/http/http_server.h"
 #include "server/http/openai_api.h"
@@ -36,7 +36,6 @@
 #include "server/service.h"
 #include "server/tenant_config.h"
 #include "server/tenant_directory.h"
-#include "tokenizer/chat_template_source.h"
 #include "tokenizer/tokenizer.h"
 
 namespace loraserve::cli {
@@ -158,6 +157,16 @@ int run_serve(const ServeFlags& f) {
   }
   svc_opts.max_upload_bytes = f.max_upload_mb << 20;
   svc_opts.backend_name = backend_name;
+  // The model's chat template (or --chat-template), for gRPC `messages` and
+  // HTTP chats alike; none: chat requests are refused, naming it.
+  auto chat = ChatPrompt::load(f.model, f.chat_template);
+  if (!chat.ok()) return fail(chat.status());
+  if (chat->has_template()) {
+    spdlog::info("chat template from {}", chat->origin());
+  } else {
+    spdlog::info("no chat template in {}: chat requests are refused", f.model);
+  }
+  svc_opts.chat = *chat;
   Generator generator(scheduler->get(), &directory, text_tokenizer);
   std::unique_ptr<DurableAdapterStore> store;
   if (!f.adapter_store.empty()) {
@@ -251,32 +260,7 @@ int run_serve(const ServeFlags& f) {
   if (!f.http_listen.empty()) {
     http::OpenAiApiOptions api;
     api.served_model_name = served_model;
-    // The model's chat template (or --chat-template), rendered as
-    // transformers' apply_chat_template does; none: chat requests get a 400.
-    auto source = find_chat_template(f.model, f.chat_template);
-    if (!source.ok()) return fail(source.status());
-    if (!source->text.empty()) {
-      auto tmpl = ChatTemplate::parse(source->text);
-      if (!tmpl.ok()) return fail(tmpl.status().with_context("chat template " + source->origin));
-      auto shared = std::make_shared<const ChatTemplate>(std::move(*tmpl));
-      const ChatTemplateSource src = *source;
-      api.render_chat = [shared, src](const nlohmann::json& messages,
-                                      bool add_generation_prompt) -> StatusOr<std::string> {
-        // The request body was parsed into a (key-sorted) json already, so
-        // an ordered_json context would keep no order worth keeping.
-        nlohmann::json ctx;
-        ctx["messages"] = messages;
-        ctx["tools"] = nullptr;
-        ctx["documents"] = nullptr;
-        ctx["add_generation_prompt"] = add_generation_prompt;
-        ctx["bos_token"] = src.bos_token;
-        ctx["eos_token"] = src.eos_token;
-        return shared->render(ctx);
-      };
-      spdlog::info("chat template from {}", source->origin);
-    } else {
-      spdlog::info("no chat template in {}: /v1/chat/completions answers 400", f.model);
-    }
+    api.chat = *chat;
     MetricsOptions mo{served_model, backend_name};
     Scheduler* sched = scheduler->get();
     api.render_metrics = [sched, &directory, mo] { return render_prometheus(*sched, directory, mo); };

@@ -1,5 +1,6 @@
 #include "server/service.h"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "server/grpc_status.h"
@@ -19,16 +20,27 @@ v1::FinishReason to_proto(FinishReason r) {
 
 // The transport-neutral request from the wire request; INVALID_ARGUMENT for
 // fields that cannot even be represented (Generator and the scheduler check
-// the rest).
-Status to_input(const v1::GenerateRequest& req, GenerationInput* in) {
-  if (!req.prompt().empty() && !req.prompt_token_ids().empty()) {
-    return invalid_argument("send either prompt or prompt_token_ids, not both");
+// the rest). `messages` go through the chat template, as HTTP chats do.
+Status to_input(const v1::GenerateRequest& req, const ChatPrompt& chat, GenerationInput* in) {
+  const int prompts = (req.prompt().empty() ? 0 : 1) + (req.prompt_token_ids().empty() ? 0 : 1) +
+                      (req.messages().empty() ? 0 : 1);
+  if (prompts > 1) {
+    return invalid_argument(
+        "prompt, prompt_token_ids and messages are alternatives: send one, not both");
+  }
+  if (prompts == 0) {
+    return invalid_argument("no prompt: send prompt_token_ids, prompt or messages");
   }
   if (!req.prompt().empty()) {
     in->has_prompt_text = true;
     in->prompt_text = req.prompt();
-  } else if (req.prompt_token_ids().empty()) {
-    return invalid_argument("prompt_token_ids is empty");
+  } else if (!req.messages().empty()) {
+    nlohmann::json messages = nlohmann::json::array();
+    for (const v1::ChatMessage& m : req.messages()) {
+      messages.push_back({{"role", m.role()}, {"content", m.content()}});
+    }
+    // Chats always open the assistant's turn: the reply is what is asked for.
+    LS_RETURN_IF_ERROR(chat.apply(messages, /*add_generation_prompt=*/true, in));
   }
   for (uint32_t id : req.prompt_token_ids()) {
     if (id > static_cast<uint32_t>(INT32_MAX)) {
@@ -101,7 +113,7 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
                                   const v1::GenerateRequest& req,
                                   grpc::ServerWriter<v1::GenerateResponse>* writer) {
   GenerationInput in;
-  LS_RETURN_IF_ERROR(to_input(req, &in));
+  LS_RETURN_IF_ERROR(to_input(req, options_.chat, &in));
   if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
     in.deadline = Clock::now() + (ctx->deadline() - std::chrono::system_clock::now());
   }

@@ -11,6 +11,7 @@
 
 #include "proto/loraserve.grpc.pb.h"
 #include "server/adapter_admin.h"
+#include "server/chat_prompt.h"
 #include "server/generation.h"
 #include "server/tenant_directory.h"
 
@@ -19,6 +20,7 @@ namespace loraserve {
 struct ServiceOptions {
   int64_t max_upload_bytes = 4ll << 30;
   std::string backend_name;
+  ChatPrompt chat;  // renders GenerateRequest.messages (as HTTP chat does); none: refused
 };
 
 class LoraServeService final : public loraserve::v1::LoraServe::Service {

@@ -29,4 +29,13 @@ void add_api_key(grpc::ClientContext* ctx, const std::string& key) {
   if (!key.empty()) ctx->AddMetadata("authorization", "Bearer " + key);
 }
 
+void add_adapter_routing(grpc::ClientContext* ctx, const std::string& adapter_id) {
+  if (adapter_id.empty()) return;
+  // gRPC's ASCII header values: printable characters only.
+  for (char c : adapter_id) {
+    if (c < 0x20 || c > 0x7e) return;
+  }
+  ctx->AddMetadata(kAdapterMetadataKey, adapter_id);
+}
+
 }  // namespace loraserve::clients

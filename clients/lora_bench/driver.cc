@@ -29,6 +29,7 @@ class GenerateCall final : public grpc::ClientReadReactor<v1::GenerateResponse>,
                             static_cast<int64_t>(cfg.request_timeout_s * 1e6)));
     }
     clients::add_api_key(&ctx_, cfg.api_key);
+    clients::add_adapter_routing(&ctx_, spec.adapter_id);
     record_.index = spec.index;
     record_.adapter_id = spec.adapter_id;
     record_.prompt_len = static_cast<uint32_t>(spec.prompt_ids.size());

@@ -56,6 +56,7 @@ bool setup_adapters(const BenchConfig& cfg, const std::shared_ptr<grpc::Channel>
       grpc::ClientContext ctx;
       set_deadline_s(&ctx, 120);
       clients::add_api_key(&ctx, cfg.api_key);
+      clients::add_adapter_routing(&ctx, req.adapter_id());
       const grpc::Status s = stub->LoadAdapter(&ctx, req, &info);
       if (s.ok()) {
         loaded += 1;

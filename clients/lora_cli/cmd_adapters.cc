@@ -19,6 +19,7 @@ struct LoadOptions {
   std::string id;
   std::string path;        // relative to the server's adapter root
   std::string upload_dir;  // a local PEFT adapter directory
+  bool replace = false;    // a new version of an existing id
 };
 
 std::string join(const google::protobuf::RepeatedPtrField<std::string>& items, const char* sep) {
@@ -34,15 +35,18 @@ void print_adapter(const v1::AdapterInfo& info) {
   std::printf("loaded %s: rank %u, targets %s, %s, %s\n", info.adapter_id().c_str(), info.rank(),
               join(info.target_modules(), ",").c_str(), format_bytes(info.bytes()).c_str(),
               info.resident() ? "resident" : "not resident");
+  if (info.version() > 1) std::printf("version %llu\n", static_cast<unsigned long long>(info.version()));
 }
 
 int run_load_path(const GlobalOptions& opts, const LoadOptions& load) {
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
   grpc::ClientContext ctx;
   set_deadline(opts, &ctx);
+  clients::add_adapter_routing(&ctx, load.id);
   v1::LoadAdapterRequest request;
   request.set_adapter_id(load.id);
   request.set_path(load.path);
+  request.set_replace(load.replace);
   v1::AdapterInfo info;
   grpc::Status status = stub->LoadAdapter(&ctx, request, &info);
   if (!status.ok()) return report_error(status);
@@ -65,12 +69,14 @@ int run_load_upload(const GlobalOptions& opts, const LoadOptions& load) {
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
   grpc::ClientContext ctx;
   set_deadline(opts, &ctx);
+  clients::add_adapter_routing(&ctx, load.id);
   v1::AdapterInfo info;
   auto writer = stub->UploadAdapter(&ctx, &info);
 
   v1::UploadAdapterChunk chunk;
   chunk.set_adapter_id(load.id);
   chunk.set_adapter_config_json(std::move(config));
+  chunk.set_replace(load.replace);
   // A failed Write means the server ended the call early: Finish says why.
   bool writing = writer->Write(chunk);
   std::string buffer(kUploadChunkBytes, '\0');
@@ -101,6 +107,7 @@ int run_unload(const GlobalOptions& opts, const std::string& id) {
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
   grpc::ClientContext ctx;
   set_deadline(opts, &ctx);
+  clients::add_adapter_routing(&ctx, id);
   v1::UnloadAdapterRequest request;
   request.set_adapter_id(id);
   v1::UnloadAdapterResponse response;
@@ -129,7 +136,10 @@ int run_list(const GlobalOptions& opts, bool json) {
                                                                       info.target_modules().end())},
                           {"bytes", info.bytes()},
                           {"resident", info.resident()},
-                          {"in_flight", info.in_flight()}});
+                          {"in_flight", info.in_flight()},
+                          {"version", info.version()},
+                          {"stored", info.stored()},
+                          {"loaded", info.loaded()}});
     }
     std::printf("%s\n", nlohmann::json{{"adapters", adapters}}.dump().c_str());
     return kExitOk;
@@ -175,6 +185,9 @@ void add_adapter_commands(CLI::App& app, const GlobalOptions* opts, Runner* runn
                    "local PEFT directory (adapter_config.json, adapter_model.safetensors)")
       ->check(CLI::ExistingDirectory);
   source->require_option(1);
+  load_cmd->add_flag("--replace", load->replace,
+                     "replace an adapter of this id with a new version (requests running on the "
+                     "old one finish on it)");
   load_cmd->callback([opts, load, runner] {
     *runner = [opts, load] {
       return load->upload_dir.empty() ? run_load_path(*opts, *load) : run_load_upload(*opts, *load);

@@ -1,6 +1,8 @@
 // lora-cli generate: one streaming Generate call. Tokens are printed as they
 // arrive; Ctrl-C cancels the call (the server sees the cancellation and frees
-// the request's pages) and prints what came so far.
+// the request's pages) and prints what came so far. With --chat (or
+// --messages) the prompt is a chat that the server renders with the model's
+// chat template, as its HTTP chat endpoint does.
 #include <signal.h>
 
 #include <atomic>
@@ -9,7 +11,9 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -25,6 +29,9 @@ struct GenerateOptions {
   std::string adapter;  // empty = base model
   std::vector<uint32_t> prompt_ids;
   std::string prompt;  // text, encoded by the server's tokenizer
+  bool chat = false;    // send `prompt` as one user message instead
+  std::string system;   // with chat: a system message before it
+  std::string messages_file;  // a JSON list of {role, content}; "-" = stdin
   std::vector<std::string> stop;
   uint32_t max_new_tokens = 0;  // 0 = server default
   float temperature = 0.0f;
@@ -121,15 +128,69 @@ double ms_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+// Reads --messages: a JSON list of {role, content} (or {"messages": [...]},
+// an OpenAI request body). Roles are left to the server to judge.
+bool read_messages(const std::string& path, v1::GenerateRequest* request, std::string* error) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      *error = "cannot read " + path;
+      return false;
+    }
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_object() && doc.contains("messages")) doc = doc["messages"];
+  if (!doc.is_array() || doc.empty()) {
+    *error = path + ": expected a non-empty JSON list of {\"role\", \"content\"}";
+    return false;
+  }
+  for (const nlohmann::json& m : doc) {
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
+        !m.contains("content") || !m["content"].is_string()) {
+      *error = path + ": each message needs \"role\" and \"content\" strings";
+      return false;
+    }
+    v1::ChatMessage* out = request->add_messages();
+    out->set_role(m["role"].get<std::string>());
+    out->set_content(m["content"].get<std::string>());
+  }
+  return true;
+}
+
 int run_generate(const GlobalOptions& opts, const GenerateOptions& gen) {
-  if (gen.prompt_ids.empty() && gen.prompt.empty()) {
-    std::fprintf(stderr, "error: give --prompt TEXT or --prompt-ids IDS\n");
+  if (gen.prompt_ids.empty() && gen.prompt.empty() && gen.messages_file.empty()) {
+    std::fprintf(stderr, "error: give --prompt TEXT, --prompt-ids IDS or --messages FILE\n");
+    return kExitUsage;
+  }
+  if (gen.chat && gen.prompt.empty()) {
+    std::fprintf(stderr, "error: --chat sends --prompt TEXT as the user's message\n");
     return kExitUsage;
   }
   v1::GenerateRequest request;
   request.set_adapter_id(gen.adapter);
   for (uint32_t id : gen.prompt_ids) request.add_prompt_token_ids(id);
-  request.set_prompt(gen.prompt);
+  if (!gen.messages_file.empty()) {
+    std::string error;
+    if (!read_messages(gen.messages_file, &request, &error)) {
+      std::fprintf(stderr, "error: %s\n", error.c_str());
+      return kExitUsage;
+    }
+  } else if (gen.chat) {
+    if (!gen.system.empty()) {
+      v1::ChatMessage* system = request.add_messages();
+      system->set_role("system");
+      system->set_content(gen.system);
+    }
+    v1::ChatMessage* user = request.add_messages();
+    user->set_role("user");
+    user->set_content(gen.prompt);
+  } else {
+    request.set_prompt(gen.prompt);
+  }
   request.set_request_id(gen.request_id);
   v1::SamplingParams* sampling = request.mutable_sampling();
   sampling->set_max_new_tokens(gen.max_new_tokens);
@@ -144,11 +205,12 @@ int run_generate(const GlobalOptions& opts, const GenerateOptions& gen) {
   auto stub = v1::LoraServe::NewStub(make_channel(opts));
   grpc::ClientContext ctx;
   set_deadline(opts, &ctx);
+  clients::add_adapter_routing(&ctx, gen.adapter);
 
   std::vector<uint32_t> tokens;
   std::vector<float> logprobs;
   std::string text;
-  const bool show_text = !gen.prompt.empty();  // text in, text out
+  const bool show_text = gen.prompt_ids.empty();  // text (or chat) in, text out
   v1::GenerateResponse final_message;
   bool got_final = false;
   std::string request_id = gen.request_id;
@@ -243,8 +305,18 @@ void add_generate_command(CLI::App& app, const GlobalOptions* opts, Runner* runn
                   ->delimiter(',');
   auto* text = cmd->add_option("--prompt", gen->prompt,
                                "prompt text (the server encodes it); the reply streams as text");
+  auto* chat = cmd->add_flag("--chat", gen->chat,
+                             "send --prompt as a user message, rendered by the model's chat "
+                             "template (the assistant's reply follows)");
+  auto* system = cmd->add_option("--system", gen->system, "with --chat: a system message first");
+  auto* messages = cmd->add_option("--messages", gen->messages_file,
+                                   "a chat: JSON file with a list of {role, content} "
+                                   "(system, user, assistant); - reads stdin");
   ids->excludes(text);
   text->excludes(ids);
+  chat->needs(text);
+  system->needs(chat);
+  messages->excludes(ids)->excludes(text)->excludes(chat);
   cmd->add_option("--stop", gen->stop, "stop string (repeatable); not included in the output");
   cmd->add_option("--max-new-tokens", gen->max_new_tokens, "0 = server default");
   cmd->add_option("--temperature", gen->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);

@@ -8,6 +8,10 @@ directory, from the repository's proto/loraserve.proto.
 
     /usr/bin/python3 clients/python/loraserve_client.py --addr 127.0.0.1:50051 \
         --adapter a0 --prompt-ids 1,2,3 --max-new-tokens 16
+    /usr/bin/python3 clients/python/loraserve_client.py --chat "Say hello" --system "Be terse."
+
+Calls that name an adapter carry it as `x-lora-adapter` metadata too, for
+proxies that route each adapter to the replica holding it.
 """
 
 import argparse
@@ -41,6 +45,11 @@ def load_stubs(out_dir):
             importlib.import_module("proto.loraserve_pb2_grpc"))
 
 
+def adapter_metadata(adapter_id):
+    """`x-lora-adapter` for calls that name an adapter; none for the base model."""
+    return (("x-lora-adapter", adapter_id),) if adapter_id else ()
+
+
 def id_list(text):
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -51,7 +60,11 @@ def main():
     parser.add_argument("--timeout-s", type=float, default=300.0)
     parser.add_argument("--adapter", default="", help="adapter id; empty = base model")
     parser.add_argument("--load-path", help="LoadAdapter this path (under --adapter-root) first")
-    parser.add_argument("--prompt-ids", type=id_list, required=True, help="e.g. 1,2,3")
+    prompt = parser.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt-ids", type=id_list, help="e.g. 1,2,3")
+    prompt.add_argument("--chat", metavar="TEXT",
+                        help="a user message, rendered by the model's chat template")
+    parser.add_argument("--system", default="", help="with --chat: a system message first")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -65,18 +78,27 @@ def main():
                 if args.load_path:
                     info = stub.LoadAdapter(
                         pb.LoadAdapterRequest(adapter_id=args.adapter, path=args.load_path),
-                        timeout=args.timeout_s)
+                        timeout=args.timeout_s, metadata=adapter_metadata(args.adapter))
                     print("loaded %s: rank %d, %d bytes" % (info.adapter_id, info.rank, info.bytes))
 
                 request = pb.GenerateRequest(
                     adapter_id=args.adapter,
-                    prompt_token_ids=args.prompt_ids,
                     sampling=pb.SamplingParams(max_new_tokens=args.max_new_tokens,
                                                temperature=args.temperature, seed=args.seed))
+                if args.chat is not None:
+                    if args.system:
+                        request.messages.add(role="system", content=args.system)
+                    request.messages.add(role="user", content=args.chat)
+                else:
+                    request.prompt_token_ids.extend(args.prompt_ids)
                 tokens = []
-                for response in stub.Generate(request, timeout=args.timeout_s):
-                    for token in response.token_ids:
-                        print(token, end=" ", flush=True)
+                for response in stub.Generate(request, timeout=args.timeout_s,
+                                              metadata=adapter_metadata(args.adapter)):
+                    if args.chat is not None:
+                        print(response.text, end="", flush=True)  # text in, text out
+                    else:
+                        for token in response.token_ids:
+                            print(token, end=" ", flush=True)
                     tokens.extend(response.token_ids)
                     if response.final:
                         reason = pb.FinishReason.Name(response.finish_reason)

@@ -220,16 +220,9 @@ HandlerResult OpenAiApi::generate(const HttpRequest& r, ApiKind kind) {
     req.input.adapter_id = req.model;
   }
   if (kind == ApiKind::kChat) {
-    if (!options_.render_chat) {
-      return error(invalid_argument("this model has no chat template (no 'chat_template' in its "
-                                    "tokenizer_config.json): use /v1/completions"),
-                   "messages");
-    }
-    auto text = options_.render_chat(req.messages, req.add_generation_prompt);
-    if (!text.ok()) return error(text.status().with_context("rendering the chat template"), "messages");
-    req.input.has_prompt_text = true;
-    req.input.prompt_text = std::move(*text);
-    req.input.add_special_tokens = false;  // the template wrote any BOS itself
+    // The same rendering gRPC's Generate does for `messages`.
+    Status rendered = options_.chat.apply(req.messages, req.add_generation_prompt, &req.input);
+    if (!rendered.ok()) return error(rendered, "messages");
   }
   ReplyShape shape;
   shape.kind = kind;

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "server/adapter_admin.h"
+#include "server/chat_prompt.h"
 #include "server/generation.h"
 #include "server/http/http_types.h"
 #include "server/http/openai_request.h"
@@ -27,15 +28,9 @@
 
 namespace loraserve::http {
 
-// Renders the model's chat template: `messages` is a list of {role, content}
-// with string contents. Returns the prompt text (with its own BOS, if the
-// template writes one).
-using ChatRenderer =
-    std::function<StatusOr<std::string>(const nlohmann::json& messages, bool add_generation_prompt)>;
-
 struct OpenAiApiOptions {
   std::string served_model_name;  // `model` that means the base model
-  ChatRenderer render_chat;       // empty: the model has no chat template
+  ChatPrompt chat;                // the model's chat template (gRPC's too); none: chats get a 400
   std::function<std::string()> render_metrics;  // GET /metrics; empty = 404
   int admin_threads = 1;
 };

@@ -3,6 +3,8 @@
 #include <limits>
 #include <random>
 
+#include "server/chat_prompt.h"
+
 namespace loraserve::http {
 
 namespace {
@@ -258,7 +260,7 @@ bool parse_chat_request(const json& body, OpenAiRequest* out, RequestError* erro
     auto role = m.find("role");
     if (role == m.end() || !role->is_string()) return f.fail(param + ".role", "'role' is required");
     const std::string r = role->get<std::string>();
-    if (r != "system" && r != "user" && r != "assistant") {
+    if (!is_chat_role(r)) {
       return f.fail(param + ".role", "role '" + r + "' is not supported (system, user, assistant)");
     }
     auto content = m.find("content");

@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   }
   http::OpenAiApiOptions api;
   api.served_model_name = "model";
-  api.render_chat = render_chatml;
+  api.chat = ChatPrompt(render_chatml, "the test's ChatML");
   Scheduler* sched = scheduler->get();
   api.render_metrics = [sched, &tenants] { return render_prometheus(*sched, tenants, {"model", "cpu"}); };
   http::OpenAiApi openai(&generator, &admin, &tenants, api);
