@@ -7,9 +7,9 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 
+#include "checkpoint/module_pattern.h"
 #include "checkpoint/safetensors.h"
 
 namespace loraserve {
@@ -40,13 +40,12 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 // module path; a list matches a path equal to an entry or ending in "."+entry.
 struct ModuleMatcher {
   bool set = false;
-  bool is_regex = false;
-  std::regex regex;
+  std::shared_ptr<const ModulePattern> regex;  // the string form; null for a list
   std::vector<std::string> names;
 
-  bool matches(const std::string& path) const {
+  StatusOr<bool> matches(const std::string& path) const {
     if (!set) return false;
-    if (is_regex) return std::regex_match(path, regex);
+    if (regex != nullptr) return regex->full_match(path);
     for (const std::string& n : names) {
       if (path == n || ends_with(path, "." + n)) return true;
     }
@@ -65,13 +64,8 @@ Status parse_matcher(const ojson& j, const char* field, ModuleMatcher* m, LoraAd
       if (cfg) cfg->target_modules = m->names;
       return ok_status();
     }
-    try {
-      m->regex = std::regex(s, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      return invalid_argument(std::string("adapter_config.json: ") + field + " \"" + s +
-                              "\" is not a valid regular expression: " + e.what());
-    }
-    m->is_regex = true;
+    LS_ASSIGN_OR_RETURN(m->regex,
+                        ModulePattern::compile(s, std::string("adapter_config.json: ") + field));
     if (cfg) cfg->target_modules_regex = s;
     return ok_status();
   }
@@ -94,7 +88,7 @@ Status parse_matcher(const ojson& j, const char* field, ModuleMatcher* m, LoraAd
 // re.match(rf"(.*\.)?({key})$", path) does (PEFT's get_pattern_key).
 struct PatternEntry {
   std::string key;
-  std::regex regex;
+  std::shared_ptr<const ModulePattern> regex;
   double value;
 };
 
@@ -125,23 +119,23 @@ Status parse_pattern(const ojson& j, const char* field, bool integer,
       return invalid_argument(where + " is a rank, which must be in [1, " +
                               std::to_string(kMaxRank) + "], got " + v.dump());
     }
-    try {
-      p.regex = std::regex("(.*\\.)?(" + p.key + ")", std::regex::ECMAScript);
-    } catch (const std::regex_error& err) {
-      return invalid_argument(std::string("adapter_config.json: ") + field + " key \"" + p.key +
-                              "\" is not a valid regular expression: " + err.what());
-    }
+    // PEFT's get_pattern_key: re.match(rf"(.*\.)?({key})$", path).
+    LS_ASSIGN_OR_RETURN(p.regex, ModulePattern::compile("(.*\\.)?(" + p.key + ")",
+                                                        std::string("adapter_config.json: ") +
+                                                            field + " key"));
     out->push_back(std::move(p));
   }
   return ok_status();
 }
 
-const PatternEntry* find_pattern(const std::vector<PatternEntry>& patterns,
-                                 const std::string& path) {
+// The first entry matching `path`, or null.
+StatusOr<const PatternEntry*> find_pattern(const std::vector<PatternEntry>& patterns,
+                                           const std::string& path) {
   for (const PatternEntry& p : patterns) {
-    if (std::regex_match(path, p.regex)) return &p;
+    LS_ASSIGN_OR_RETURN(bool hit, p.regex->full_match(path));
+    if (hit) return &p;
   }
-  return nullptr;
+  return static_cast<const PatternEntry*>(nullptr);
 }
 
 struct ParsedConfig {
@@ -388,7 +382,9 @@ Status build_adapter(const std::string& config_text, const SafetensorsFile& file
                                  " but the base model has " +
                                  std::to_string(base.num_hidden_layers) + " layers");
     }
-    if (!pc.targets.matches(pn.module_path) || pc.excludes.matches(pn.module_path)) {
+    LS_ASSIGN_OR_RETURN(const bool targeted, pc.targets.matches(pn.module_path));
+    LS_ASSIGN_OR_RETURN(const bool excluded, pc.excludes.matches(pn.module_path));
+    if (!targeted || excluded) {
       return invalid_argument("tensor " + name + " adapts module " + pn.module_path +
                               ", which target_modules does not select");
     }
@@ -415,14 +411,16 @@ Status build_adapter(const std::string& config_text, const SafetensorsFile& file
     const int64_t in = lora_module_in_dim(base, m);
     const int64_t out = lora_module_out_dim(base, m);
     int64_t rank = pc.cfg.r;
-    if (const PatternEntry* e = find_pattern(pc.rank_pattern, p.module_path)) {
-      rank = static_cast<int64_t>(e->value);
-    }
+    LS_ASSIGN_OR_RETURN(const PatternEntry* rank_entry,
+                        find_pattern(pc.rank_pattern, p.module_path));
+    if (rank_entry != nullptr) rank = static_cast<int64_t>(rank_entry->value);
     double alpha = pc.cfg.lora_alpha;
     std::string alpha_field = "lora_alpha";
-    if (const PatternEntry* e = find_pattern(pc.alpha_pattern, p.module_path)) {
-      alpha = e->value;
-      alpha_field = "alpha_pattern[\"" + e->key + "\"]";
+    LS_ASSIGN_OR_RETURN(const PatternEntry* alpha_entry,
+                        find_pattern(pc.alpha_pattern, p.module_path));
+    if (alpha_entry != nullptr) {
+      alpha = alpha_entry->value;
+      alpha_field = "alpha_pattern[\"" + alpha_entry->key + "\"]";
     }
     if (rank <= 0) {
       return invalid_argument("adapter_config.json gives module " + p.module_path + " rank " +

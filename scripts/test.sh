@@ -2,8 +2,12 @@
 # Sets up, builds and runs every test (unit, reference vs PyTorch, GPU cases
 # that skip themselves without a device; ctest prints the summary), then
 # the GPU tests again on the CPU emulator of CUDA (tests/cuda_emu, a build of
-# its own; EMU=0 skips), then fuzzes the tokenizer briefly (libFuzzer,
-# ASan/UBSan; FUZZ_SECONDS=0 skips).
+# its own; EMU=0 skips), then runs every libFuzzer target briefly
+# (tests/fuzz/run_fuzz.sh: FUZZ_SECONDS each, 15 by default, ~2 minutes for
+# the eight; ASan/UBSan; FUZZ_SECONDS=0 skips), then the unit and e2e
+# suites under ASan+UBSan and the concurrency tests under TSan
+# (scripts/sanitize.sh, builds of their own; SANITIZE=0 skips). Times per
+# step: docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,6 +20,9 @@ if [ "${EMU:-1}" != 0 ]; then
   cmake --build "$EMU_DIR" -j "${JOBS:-2}" --target gpu_kernel_tests lsemu_selftest engine_bench
   (cd "$EMU_DIR" && ctest --output-on-failure -j "${JOBS:-2}" -L 'gpu|emu' --timeout 900)
 fi
-if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
-  bash tests/fuzz/run_tokenizer_fuzz.sh "${FUZZ_SECONDS:-20}" "${BUILD_DIR:-build}-fuzz"
+if [ "${FUZZ_SECONDS:-15}" != 0 ]; then
+  bash tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-15}" "${BUILD_DIR:-build}-fuzz"
+fi
+if [ "${SANITIZE:-1}" != 0 ]; then
+  bash scripts/sanitize.sh
 fi

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "server/adapter_paths.h"
+#include "server/generation_params.h"
 
 namespace loraserve {
 
@@ -19,38 +21,46 @@ RequestOutcome outcome_of(FinishReason r) {
   }
 }
 
-// Scheduler parameters from the transport's request; the scheduler's own
-// checks (vocabulary, context, sampling ranges) do the rest.
-Status to_params(const GenerationInput& in, const Tokenizer* tokenizer, GenerationParams* p) {
-  if (!in.stop.empty() && tokenizer == nullptr) {
-    return failed_precondition("stop strings need the model's tokenizer.json, which this "
-                               "server has not loaded; use stop_token_ids");
-  }
-  for (const std::string& stop : in.stop) {
-    if (stop.empty()) return invalid_argument("stop strings must not be empty");
-  }
-  if (in.has_prompt_text) {
-    if (!in.prompt_ids.empty()) return invalid_argument("send either a text prompt or token ids");
-    if (tokenizer == nullptr) {
-      return failed_precondition("text prompts need the model's tokenizer.json, which this "
-                                 "server has not loaded; send token ids");
-    }
-    LS_ASSIGN_OR_RETURN(p->prompt, tokenizer->encode(in.prompt_text, in.add_special_tokens));
-    if (p->prompt.empty()) return invalid_argument("prompt encodes to no tokens");
-  } else {
-    if (in.prompt_ids.empty()) return invalid_argument("the prompt is empty");
-    p->prompt = in.prompt_ids;
-  }
-  if (in.max_new_tokens < 0) return invalid_argument("max_new_tokens must not be negative");
-  p->max_new_tokens = in.max_new_tokens;
-  p->sampling = in.sampling;
-  p->stop_token_ids = in.stop_token_ids;
-  p->ignore_eos = in.ignore_eos;
-  p->deadline = in.deadline;
-  return ok_status();
+// The final event as the client saw it: after a stop string, a completion
+// with the tokens sent, whatever the scheduler computed after it.
+void apply_stop_string(int32_t sent_tokens, RequestEvent* fin) {
+  fin->finish = FinishReason::kStop;
+  fin->completion_tokens = sent_tokens;
+  fin->tokens.clear();
+  fin->logprobs.clear();
 }
 
 }  // namespace
+
+// The quota reservation of one request, ended exactly once: with the final
+// event the client read or, when the client left first, with the
+// scheduler's final event whenever it comes (a listener on the stream), so
+// that the tenant's account always says what the scheduler's stats say
+// (a cancel at the deadline is an abort in both). Released without either
+// (the stream gone with no final event, which the scheduler never does):
+// counted cancelled.
+struct Generation::Account {
+  TenantDirectory* tenants = nullptr;
+  Caller caller;
+  int64_t budget = 0;  // quota tokens taken by begin_request
+  std::mutex mu;
+  bool settled = false;  // guarded by mu
+
+  void settle(RequestOutcome outcome, const RequestEvent* fin) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (settled) return;
+      settled = true;
+    }
+    if (tenants == nullptr) return;
+    tenants->end_request(caller, budget, outcome,
+                         fin ? static_cast<uint32_t>(fin->prompt_tokens) : 0,
+                         fin ? static_cast<uint32_t>(fin->completion_tokens) : 0,
+                         fin ? fin->queue_ms : 0);
+  }
+  void settle(const RequestEvent& fin) { settle(outcome_of(fin.finish), &fin); }
+  ~Account() { settle(RequestOutcome::kCancelled, nullptr); }
+};
 
 Generator::Generator(Scheduler* scheduler, TenantDirectory* tenants,
                      std::shared_ptr<const Tokenizer> tokenizer)
@@ -58,7 +68,7 @@ Generator::Generator(Scheduler* scheduler, TenantDirectory* tenants,
 
 StatusOr<std::unique_ptr<Generation>> Generator::start(const Caller& caller, GenerationInput in) {
   GenerationParams p;
-  LS_RETURN_IF_ERROR(to_params(in, tokenizer_.get(), &p));
+  LS_RETURN_IF_ERROR(to_generation_params(in, tokenizer_.get(), &p));
   if (!in.adapter_id.empty()) {
     LS_RETURN_IF_ERROR(validate_adapter_id(in.adapter_id));
     auto sid = tenants_->resolve(caller, in.adapter_id);
@@ -91,26 +101,44 @@ StatusOr<std::unique_ptr<Generation>> Generator::start(const Caller& caller, Gen
       p.max_new_tokens > 0 ? p.max_new_tokens : scheduler_->options().default_max_new_tokens;
   const int64_t budget = static_cast<int64_t>(p.prompt.size()) + max_new;
   LS_RETURN_IF_ERROR(tenants_->begin_request(caller, budget));
-  // From here the destructor ends the quota reservation on every path.
-  g->tenants_ = tenants_;
-  g->caller_ = caller;
-  g->budget_ = budget;
-  g->outcome_ = RequestOutcome::kFailed;
-  LS_ASSIGN_OR_RETURN(g->stream_, scheduler_->submit(g->request_id_, std::move(p)));
-  g->outcome_ = RequestOutcome::kCancelled;  // until the final event says otherwise
+  // From here the account ends the quota reservation on every path.
+  g->account_ = std::make_shared<Generation::Account>();
+  g->account_->tenants = tenants_;
+  g->account_->caller = caller;
+  g->account_->budget = budget;
+  auto stream = scheduler_->submit(g->request_id_, std::move(p));
+  if (!stream.ok()) {
+    g->account_->settle(RequestOutcome::kFailed, nullptr);
+    return stream.status();
+  }
+  g->stream_ = std::move(*stream);
   if (tokenizer_ != nullptr) g->text_ = std::make_unique<TextStream>(tokenizer_, in.stop);
   return g;
 }
 
 Generation::~Generation() {
-  if (stream_ != nullptr) {
+  if (stream_ == nullptr) return;
+  if (done_) {
     stream_->set_listener({});
-    if (!done_) stream_->cancel();  // the scheduler frees its pages next iteration
+    return;
   }
-  if (tenants_ != nullptr) {
-    tenants_->end_request(caller_, budget_, outcome_, final_prompt_tokens_,
-                          final_completion_tokens_, queue_ms_);
-  }
+  stream_->cancel();  // the scheduler frees its pages next iteration
+  // The client left first: the scheduler's final event settles the
+  // account. The listener runs only inside the stream's own calls, so the
+  // raw pointer is alive whenever it runs (and a shared one would be a
+  // cycle); it runs at once if the final event is already queued.
+  RequestStream* stream = stream_.get();
+  std::shared_ptr<Account> account = account_;
+  const bool stopped = stopped_by_string_;
+  const int32_t sent = sent_tokens_;
+  stream_->set_listener([stream, account, stopped, sent] {
+    RequestEvent e;
+    while (stream->try_pop(&e)) {
+      if (!e.final) continue;
+      if (stopped) apply_stop_string(sent, &e);
+      account->settle(e);
+    }
+  });
 }
 
 void Generation::set_listener(std::function<void()> on_event) {
@@ -119,6 +147,20 @@ void Generation::set_listener(std::function<void()> on_event) {
 
 void Generation::cancel() {
   if (!done_) stream_->cancel();
+}
+
+Status Generation::abandon(const std::string& why, std::chrono::milliseconds wait) {
+  cancel();
+  const auto until = Clock::now() + wait;
+  GenerationChunk c;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+    if (left.count() <= 0 || !next(&c, left)) break;
+    if (!c.final) continue;
+    if (c.finish == FinishReason::kDeadline || c.finish == FinishReason::kError) return c.error;
+    break;
+  }
+  return Status(StatusCode::kCancelled, why);
 }
 
 bool Generation::try_next(GenerationChunk* out) {
@@ -144,19 +186,11 @@ bool Generation::convert(RequestEvent e, GenerationChunk* out) {
   // Ids the engine computed after a stop string ended the text are dropped;
   // the final event still comes (the scheduler ends the request as kStop).
   if (stopped_by_string_ && !e.final) return false;
-  if (e.final && stopped_by_string_) {
-    e.finish = FinishReason::kStop;
-    e.completion_tokens = sent_tokens_;
-    e.tokens.clear();
-    e.logprobs.clear();
-  }
+  if (e.final && stopped_by_string_) apply_stop_string(sent_tokens_, &e);
   *out = GenerationChunk();
   if (e.final) {
     done_ = true;
-    outcome_ = outcome_of(e.finish);
-    final_prompt_tokens_ = static_cast<uint32_t>(e.prompt_tokens);
-    final_completion_tokens_ = static_cast<uint32_t>(e.completion_tokens);
-    queue_ms_ = e.queue_ms;
+    account_->settle(e);
     if (e.finish == FinishReason::kError || e.finish == FinishReason::kDeadline) {
       spdlog::warn("request {} ended: {}", request_id_, e.error.to_string());
     }

@@ -68,7 +68,9 @@ struct GenerationChunk {
 
 class Generation {
  public:
-  ~Generation();  // cancels the request if it has not ended; releases the quota
+  // Cancels the request if it has not ended; the quota is given back with
+  // the scheduler's final event (at once when it has been handed out).
+  ~Generation();
   Generation(const Generation&) = delete;
   Generation& operator=(const Generation&) = delete;
 
@@ -83,8 +85,17 @@ class Generation {
   // RequestStream::set_listener); must be cheap and must not call back in.
   void set_listener(std::function<void()> on_event);
   // The client went away or gave up: the scheduler frees the request's
-  // pages at its next iteration; counted as cancelled.
+  // pages at its next iteration and decides how it ended (a cancel this
+  // close to the request's deadline is the deadline's: see
+  // Scheduler::abort_late). The tenant's account follows that verdict even
+  // when it comes after this Generation is gone.
   void cancel();
+  // cancel(), then waits up to `wait` for the scheduler's verdict, for
+  // transports that can block (gRPC cancels a call at its deadline, and
+  // the client should hear DEADLINE_EXCEEDED, as the stats count it). The
+  // verdict's error for a deadline or a failure; CANCELLED with `why`
+  // otherwise, or when no verdict came in time.
+  Status abandon(const std::string& why, std::chrono::milliseconds wait);
   // The final chunk has been handed out.
   bool done() const { return done_; }
 
@@ -95,9 +106,10 @@ class Generation {
   // stop string).
   bool convert(RequestEvent e, GenerationChunk* out);
 
-  TenantDirectory* tenants_ = nullptr;
-  Caller caller_;
-  int64_t budget_ = 0;  // quota tokens taken by begin_request
+  // The tenant's side of the request (its quota reservation), settled
+  // once: see generation.cc.
+  struct Account;
+  std::shared_ptr<Account> account_;
   std::string request_id_;
   int32_t prompt_tokens_ = 0;
   std::shared_ptr<RequestStream> stream_;
@@ -105,9 +117,6 @@ class Generation {
   bool stopped_by_string_ = false;
   int32_t sent_tokens_ = 0;
   bool done_ = false;
-  RequestOutcome outcome_ = RequestOutcome::kCancelled;
-  uint32_t final_prompt_tokens_ = 0, final_completion_tokens_ = 0;
-  double queue_ms_ = 0;
 };
 
 class Generator {

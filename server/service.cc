@@ -1,8 +1,8 @@
 #include "server/service.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "server/grpc_request.h"
 #include "server/grpc_status.h"
 
 namespace loraserve {
@@ -16,54 +16,6 @@ v1::FinishReason to_proto(FinishReason r) {
     case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
     default: return v1::FINISH_REASON_UNSPECIFIED;
   }
-}
-
-// The transport-neutral request from the wire request; INVALID_ARGUMENT for
-// fields that cannot even be represented (Generator and the scheduler check
-// the rest). `messages` go through the chat template, as HTTP chats do.
-Status to_input(const v1::GenerateRequest& req, const ChatPrompt& chat, GenerationInput* in) {
-  const int prompts = (req.prompt().empty() ? 0 : 1) + (req.prompt_token_ids().empty() ? 0 : 1) +
-                      (req.messages().empty() ? 0 : 1);
-  if (prompts > 1) {
-    return invalid_argument(
-        "prompt, prompt_token_ids and messages are alternatives: send one, not both");
-  }
-  if (prompts == 0) {
-    return invalid_argument("no prompt: send prompt_token_ids, prompt or messages");
-  }
-  if (!req.prompt().empty()) {
-    in->has_prompt_text = true;
-    in->prompt_text = req.prompt();
-  } else if (!req.messages().empty()) {
-    nlohmann::json messages = nlohmann::json::array();
-    for (const v1::ChatMessage& m : req.messages()) {
-      messages.push_back({{"role", m.role()}, {"content", m.content()}});
-    }
-    // Chats always open the assistant's turn: the reply is what is asked for.
-    LS_RETURN_IF_ERROR(chat.apply(messages, /*add_generation_prompt=*/true, in));
-  }
-  for (uint32_t id : req.prompt_token_ids()) {
-    if (id > static_cast<uint32_t>(INT32_MAX)) {
-      return invalid_argument("prompt token id " + std::to_string(id) + " is out of range");
-    }
-    in->prompt_ids.push_back(static_cast<int32_t>(id));
-  }
-  const v1::SamplingParams& s = req.sampling();
-  if (s.max_new_tokens() > static_cast<uint32_t>(INT32_MAX) ||
-      s.top_k() > static_cast<uint32_t>(INT32_MAX)) {
-    return invalid_argument("max_new_tokens or top_k is out of range");
-  }
-  in->request_id = req.request_id();
-  in->adapter_id = req.adapter_id();
-  in->max_new_tokens = static_cast<int32_t>(s.max_new_tokens());
-  in->sampling.temperature = s.temperature();
-  in->sampling.top_p = s.top_p();
-  in->sampling.top_k = static_cast<int32_t>(s.top_k());
-  in->sampling.seed = s.seed();
-  in->stop.assign(s.stop().begin(), s.stop().end());
-  for (uint32_t id : s.stop_token_ids()) in->stop_token_ids.push_back(static_cast<int32_t>(id));
-  in->ignore_eos = s.ignore_eos();
-  return ok_status();
 }
 
 // The wire form of an adapter.
@@ -113,20 +65,25 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
                                   const v1::GenerateRequest& req,
                                   grpc::ServerWriter<v1::GenerateResponse>* writer) {
   GenerationInput in;
-  LS_RETURN_IF_ERROR(to_input(req, options_.chat, &in));
+  LS_RETURN_IF_ERROR(grpc_request_to_input(req, options_.chat, &in));
   if (ctx->deadline() != std::chrono::system_clock::time_point::max()) {
     in.deadline = Clock::now() + (ctx->deadline() - std::chrono::system_clock::now());
   }
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Generation> g, generator_->start(caller, std::move(in)));
+  // The call is over on our side (the client went away, or gRPC cancelled
+  // it at its deadline): cancel, and wait for the scheduler's verdict, which
+  // comes at its next iteration. The scheduler decides whether that was the
+  // deadline (DEADLINE_EXCEEDED, an abort) or a cancellation, the one place
+  // deadlines are decided; stats and the tenant's account agree. The wait
+  // is bounded in case a step runs long; the account follows the verdict
+  // even after we return.
+  constexpr auto kVerdictWait = std::chrono::seconds(10);
   for (;;) {
     GenerationChunk c;
     // Wakes at once for events; the timeout only bounds how late a client
     // cancellation is noticed (gRPC's sync API has no cancel callback).
     if (!g->next(&c, std::chrono::milliseconds(50))) {
-      if (ctx->IsCancelled()) {
-        g->cancel();  // the scheduler frees the request's pages at its next iteration
-        return Status(StatusCode::kCancelled, "client cancelled the request");
-      }
+      if (ctx->IsCancelled()) return g->abandon("client cancelled the request", kVerdictWait);
       continue;
     }
     if (c.final) {
@@ -150,8 +107,8 @@ Status LoraServeService::generate(grpc::ServerContext* ctx, const Caller& caller
       resp.mutable_timings()->set_total_ms(c.total_ms);
     }
     if (!writer->Write(resp)) {
-      g->cancel();
-      return Status(StatusCode::kCancelled, "client went away");
+      if (c.final) return Status(StatusCode::kCancelled, "client went away");
+      return g->abandon("client went away", kVerdictWait);
     }
     if (c.final) return ok_status();
   }

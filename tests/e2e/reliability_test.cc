@@ -239,11 +239,9 @@ TEST_F(Reliability, StopStringsAreCountedAsCompletionsNotCancellations) {
 // A deadline that passes mid-stream: the client sees DEADLINE_EXCEEDED and
 // the server counts it as an abort (never as a cancellation, whichever
 // side noticed first).
-// Disabled at the merge: the reliability branch made the gRPC handler wait
-// for the scheduler's verdict on a deadline (DEADLINE_EXCEEDED, an abort);
-// the HTTP branch's shared Generation replaced that handler and the wait
-// is not ported yet. Port it into server/generation.cc, then re-enable.
-TEST_F(Reliability, DISABLED_DeadlinesAreAbortsInTheStatsAndTheAccount) {
+// (Generation::abandon waits for the scheduler's verdict; the account
+// follows it.)
+TEST_F(Reliability, DeadlinesAreAbortsInTheStatsAndTheAccount) {
   const v1::Stats before = get_stats(stub());
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext ctx;

@@ -140,7 +140,10 @@ TEST_F(Tenants, PublicAdaptersServeEveryoneButOnlyAdminsPublish) {
   const OfflineResult want = run_offline(offline_job(2, prompt, 6));
   EXPECT_TRUE(matches_offline(gen(kAlice, "shared", prompt, 6), want, prompt.size()));
   EXPECT_TRUE(matches_offline(gen(kBob, "shared", prompt, 6), want, prompt.size()));
-  const v1::AdapterInfo* seen = find_adapter(list(kBob), "shared");
+  // (The list outlives the pointer into it: ASan caught a read of a freed
+  // temporary here.)
+  const std::vector<v1::AdapterInfo> bobs = list(kBob);
+  const v1::AdapterInfo* seen = find_adapter(bobs, "shared");
   ASSERT_NE(seen, nullptr);
   EXPECT_TRUE(seen->is_public());
   // A user cannot unload it; it is not theirs.

@@ -7,7 +7,7 @@
 //     kResourceExhausted (limits), nothing else;
 //   - output is valid UTF-8 within max_output_bytes;
 //   - rendering is deterministic (templates without strftime_now).
-// Build and run: ./build.sh fuzz [SECONDS] (clang++-14 -fsanitize=fuzzer,address,undefined).
+// Build and run: tests/fuzz/run_fuzz.sh SECONDS BUILD_DIR chat_template_fuzz.
 #include <cstdint>
 #include <cstdlib>
 #include <string>

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -343,6 +344,36 @@ TEST(LoraAdapter, RegexTargetModules) {
   expect_error(cfg, ts, StatusCode::kInvalidArgument, {"target_modules"});
   cfg = peft_config(4, 8, "(unclosed");
   expect_error(cfg, ts, StatusCode::kInvalidArgument, {"not a valid regular expression"});
+}
+
+// Found by tests/fuzz/lora_adapter_fuzz: the regexes of an uploaded
+// adapter_config.json ran on std::regex, which has no limits. Nested groups
+// overflowed the stack (the server crashed), nested stars backtracked for
+// hours on a module path, and a huge repeat count took seconds and GBs.
+// Each is now refused at once with a message naming the field.
+TEST(LoraAdapter, HostileRegexesAreRefusedQuicklyNamingTheField) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string nested = std::string(20000, '(') + "q_proj" + std::string(20000, ')');
+  expect_error(peft_config(4, 8, nested), qv_tensors(), StatusCode::kInvalidArgument,
+               {"target_modules", "bytes"});
+  const std::string deep = std::string(300, '(') + ".*q_proj" + std::string(300, ')');
+  expect_error(peft_config(4, 8, deep), qv_tensors(), StatusCode::kInvalidArgument,
+               {"target_modules", "not a valid regular expression"});
+  expect_error(peft_config(4, 8, ".*q_proj{99999999}"), qv_tensors(),
+               StatusCode::kInvalidArgument, {"target_modules", "not a valid regular expression"});
+  expect_error(peft_config(4, 8, "(((.*)*)*)*v_proj"), qv_tensors(),
+               StatusCode::kInvalidArgument, {"target_modules", "steps"});
+  json cfg = peft_config(4, 8, {"q_proj", "v_proj"});
+  cfg["rank_pattern"] = {{"(((.*)*)*)*z_proj", 4}};
+  expect_error(cfg, qv_tensors(), StatusCode::kInvalidArgument, {"rank_pattern", "steps"});
+  cfg["rank_pattern"] = json::object();
+  cfg["alpha_pattern"] = {{"(unclosed", 4}};
+  expect_error(cfg, qv_tensors(), StatusCode::kInvalidArgument,
+               {"alpha_pattern", "not a valid regular expression"});
+  // Patterns as PEFT writes them still work: a key matching at a dot.
+  cfg["alpha_pattern"] = {{"v_proj", 16}};
+  EXPECT_TRUE(load(cfg, qv_tensors()).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
 }
 
 TEST(LoraAdapter, ListTargetModulesMatchSuffixAtDot) {
