@@ -19,25 +19,13 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/lora_adapter.h"
+#include "tests/support/tiny_model_config.h"
 
 using namespace loraserve;
 
 namespace {
 
-// hidden 16, 4 heads of 4 with 2 KV heads (q 16, kv 8), inter 24, 2 layers.
-ModelConfig base_config() {
-  ModelConfig c;
-  c.model_type = "llama";
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  c.vocab_size = 32;
-  c.max_position_embeddings = 64;
-  return c;
-}
+ModelConfig base_config() { return tiny_llama_config(); }
 
 // A safetensors file of f32 tensors (sorted by name, as the format wants
 // no particular order but writers sort).

@@ -21,6 +21,7 @@
 #include "server/http/openai_request.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_train.h"
+#include "tests/support/tiny_model_config.h"
 
 using namespace loraserve;
 using nlohmann::json;
@@ -28,15 +29,7 @@ using nlohmann::json;
 namespace {
 
 ModelConfig tiny_config() {
-  ModelConfig c;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  c.vocab_size = 1024;
-  c.max_position_embeddings = 2048;
+  ModelConfig c = tiny_llama_config(/*vocab_size=*/1024, /*max_positions=*/2048);
   c.eos_token_id = 2;
   return c;
 }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "checkpoint/safetensors.h"
+#include "tests/support/tiny_model_config.h"
 
 namespace loraserve {
 namespace {
@@ -22,20 +23,7 @@ using testing_util::write_file;
 
 using json = nlohmann::ordered_json;
 
-// hidden 16, 4 heads of 4 with 2 KV heads (q 16, kv 8), inter 24, 2 layers.
-ModelConfig base_config() {
-  ModelConfig c;
-  c.model_type = "llama";
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  c.vocab_size = 32;
-  c.max_position_embeddings = 64;
-  return c;
-}
+ModelConfig base_config() { return tiny_llama_config(); }
 
 json peft_config(int r, double alpha, json targets) {
   // As PEFT 0.13 writes it.

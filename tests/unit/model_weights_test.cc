@@ -1,5 +1,6 @@
 #include "tests/support/test_util.h"
 #include "checkpoint/model_weights.h"
+#include "tests/support/tiny_model_config.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -20,16 +21,7 @@ using testing_util::write_file;
 using json = nlohmann::json;
 
 ModelConfig small_config(bool tied = false) {
-  ModelConfig c;
-  c.model_type = "llama";
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  c.vocab_size = 32;
-  c.max_position_embeddings = 64;
+  ModelConfig c = tiny_llama_config();
   c.tie_word_embeddings = tied;
   return c;
 }
