@@ -18,19 +18,11 @@
 #include "server/chat_prompt.h"
 #include "server/generation_params.h"
 #include "server/grpc_request.h"
-#include "tests/support/tiny_model_config.h"
-#include "tokenizer/tokenizer.h"
-#include "tokenizer/tokenizer_train.h"
+#include "tests/fuzz/request_fixture.h"
 
 using namespace loraserve;
 
 namespace {
-
-ModelConfig tiny_config() {
-  ModelConfig c = tiny_llama_config(/*vocab_size=*/1024, /*max_positions=*/2048);
-  c.eos_token_id = 2;
-  return c;
-}
 
 // A ChatML template like synth's, so chats are rendered as the server would.
 ChatPrompt chatml() {
@@ -58,18 +50,14 @@ bool refusal(const Status& s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::shared_ptr<const Tokenizer> tok = [] {
-    auto f = train_tokenizer(1024, 1, 2, 2048);
-    return *Tokenizer::from_json_text(f->tokenizer_json, f->tokenizer_config_json);
-  }();
-  static const ModelConfig config = tiny_config();
+  const ModelConfig& config = fuzz_model_config();
   static const ChatPrompt with_template = chatml();
   static const ChatPrompt without_template;
   v1::GenerateRequest req;
   if (!req.ParseFromArray(data, static_cast<int>(size))) return 0;
   // The first byte picks whether the server has a tokenizer (bit 0) and a
   // chat template (bit 2).
-  const Tokenizer* tokenizer = size > 0 && (data[0] & 1) ? tok.get() : nullptr;
+  const Tokenizer* tokenizer = size > 0 && (data[0] & 1) ? fuzz_tokenizer() : nullptr;
   const ChatPrompt& chat = size > 0 && (data[0] & 4) ? with_template : without_template;
   GenerationInput in;
   Status s = grpc_request_to_input(req, chat, &in);

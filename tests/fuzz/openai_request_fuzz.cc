@@ -19,20 +19,12 @@
 #include "server/generation_params.h"
 #include "server/http/error_body.h"
 #include "server/http/openai_request.h"
-#include "tokenizer/tokenizer.h"
-#include "tokenizer/tokenizer_train.h"
-#include "tests/support/tiny_model_config.h"
+#include "tests/fuzz/request_fixture.h"
 
 using namespace loraserve;
 using nlohmann::json;
 
 namespace {
-
-ModelConfig tiny_config() {
-  ModelConfig c = tiny_llama_config(/*vocab_size=*/1024, /*max_positions=*/2048);
-  c.eos_token_id = 2;
-  return c;
-}
 
 void check_refusal(const Status& s, const std::string& param) {
   if (s.code() != StatusCode::kInvalidArgument && s.code() != StatusCode::kUnimplemented &&
@@ -46,11 +38,7 @@ void check_refusal(const Status& s, const std::string& param) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::shared_ptr<const Tokenizer> tok = [] {
-    auto f = train_tokenizer(1024, 1, 2, 2048);
-    return *Tokenizer::from_json_text(f->tokenizer_json, f->tokenizer_config_json);
-  }();
-  static const ModelConfig config = tiny_config();
+  const ModelConfig& config = fuzz_model_config();
   if (size == 0) return 0;
   const bool chat = data[0] & 1;
   const json body = json::parse(data + 1, data + size, nullptr, false);
@@ -73,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   GenerationParams p;
-  Status s = to_generation_params(req.input, tok.get(), &p);
+  Status s = to_generation_params(req.input, fuzz_tokenizer(), &p);
   if (s.ok()) s = check_request_params(config, 16, 4096, &p);
   if (!s.ok()) check_refusal(s, "");
   return 0;
