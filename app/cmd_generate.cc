@@ -45,7 +45,8 @@ int fail(const Status& s) {
 int run_generate(GenerateFlags f) {
   auto weights = ModelWeights::open(f.model);
   if (!weights.ok()) return fail(weights.status().with_context("loading model " + f.model));
-  const ModelConfig& config = (*weights)->config();
+  std::shared_ptr<const ModelWeights> model = std::move(*weights);
+  const ModelConfig& config = model->config();
   std::shared_ptr<const Tokenizer> tokenizer;
   if (!f.prompt.empty()) {
     auto tok = Tokenizer::load_dir(f.model);
@@ -62,7 +63,7 @@ int run_generate(GenerateFlags f) {
   const size_t n_req = adapters.size();
 
   const int64_t tokens = static_cast<int64_t>(f.prompt_ids.size()) + f.max_new_tokens;
-  auto engine = create_engine(f.engine, **weights,
+  auto engine = create_engine(f.engine, model,
                               static_cast<int32_t>(std::max<int64_t>(tokens * n_req, 16)),
                               static_cast<int32_t>(n_req));
   if (!engine.ok()) return fail(engine.status());

@@ -121,10 +121,10 @@ int run_serve(const ServeFlags& f) {
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   auto weights = ModelWeights::open(f.model);
   if (!weights.ok()) return fail(weights.status().with_context("loading model " + f.model));
-  auto engine = create_engine(f.engine, **weights, f.max_batch_tokens, f.max_running);
+  auto engine = create_engine(f.engine, std::move(*weights), f.max_batch_tokens, f.max_running);
   if (!engine.ok()) return fail(engine.status());
   const std::string backend_name = (*engine)->backend().name();
-  weights->reset();  // the backend holds its own copy of the weights now
+  spdlog::info("backend {}", (*engine)->backend().describe());
 
   SchedulerOptions so;
   so.max_batch_tokens = f.max_batch_tokens;

@@ -5,7 +5,15 @@
 namespace loraserve::cli {
 
 void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
-  cmd->add_option("--backend", f->backend, "auto | cpu | cuda")->capture_default_str();
+  cmd->add_option("--backend", f->backend,
+                  "auto | cpu (f32 reference) | cpu-bf16 (bf16 weights in place, SIMD, threads) | cuda")
+      ->capture_default_str();
+  cmd->add_option("--threads", f->threads, "cpu-bf16: threads for every op (0: one per CPU)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--cpu-isa", f->cpu_isa,
+                  "cpu-bf16: kernels to use: auto | avx512bf16 | avx512 | avx2 | scalar")
+      ->capture_default_str();
   cmd->add_option("--pool-fraction", f->pool_fraction,
                   "Unified page pool (KV cache + resident adapters) as a fraction of free device "
                   "memory (cuda) or available host memory (cpu)")
@@ -18,17 +26,21 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
       ->capture_default_str();
 }
 
-StatusOr<std::unique_ptr<Engine>> create_engine(const EngineFlags& f, const ModelWeights& weights,
+StatusOr<std::unique_ptr<Engine>> create_engine(const EngineFlags& f,
+                                                std::shared_ptr<const ModelWeights> weights,
                                                 int32_t max_batch_tokens,
                                                 int32_t max_batch_seqs) {
-  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(f.backend));
+  BackendOptions bo;
+  bo.threads = f.threads;
+  bo.cpu_isa = f.cpu_isa;
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(f.backend, bo));
   LS_ASSIGN_OR_RETURN(int64_t pool_bytes, choose_pool_bytes(*backend, f.pool_mb, f.pool_fraction));
   EngineOptions opts;
   opts.pool_bytes = pool_bytes;
   opts.kv_page_tokens = f.kv_page_tokens;
   opts.max_batch_tokens = max_batch_tokens;
   opts.max_batch_seqs = max_batch_seqs;
-  return Engine::create(weights, std::move(backend), opts);
+  return Engine::create(std::move(weights), std::move(backend), opts);
 }
 
 }  // namespace loraserve::cli

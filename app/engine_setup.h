@@ -16,19 +16,22 @@ namespace loraserve::cli {
 
 struct EngineFlags {
   std::string backend = "auto";
+  int threads = 0;
+  std::string cpu_isa = "auto";
   double pool_fraction = 0.1;
   int64_t pool_mb = 0;
   int32_t kv_page_tokens = 16;
 };
 
-// --backend, --pool-fraction, --pool-mb, --kv-page-tokens.
+// --backend, --threads, --cpu-isa, --pool-fraction, --pool-mb, --kv-page-tokens.
 void add_engine_flags(CLI::App* cmd, EngineFlags* flags);
 
 // Creates the backend the flags name, sizes the pool and builds the engine
-// over `weights` (which the caller may drop afterwards: the backend holds
-// its own copy). Errors name the step that failed.
+// over `weights` (the caller may drop its reference afterwards: the engine
+// keeps the weights when its backend reads them in place, and otherwise
+// holds its own copy). Errors name the step that failed.
 StatusOr<std::unique_ptr<Engine>> create_engine(const EngineFlags& flags,
-                                                const ModelWeights& weights,
+                                                std::shared_ptr<const ModelWeights> weights,
                                                 int32_t max_batch_tokens,
                                                 int32_t max_batch_seqs);
 

@@ -270,6 +270,24 @@ StatusOr<ModelConfig> synth_preset(const std::string& name) {
     c.rope_scaling = s;
     c.bos_token_id = 128000;
     c.eos_token_id = 128001;
+  } else if (name == "llama3.2-1b") {  // Llama-3.2-1B: 1.24B parameters, tied embeddings
+    c.hidden_size = 2048;
+    c.num_hidden_layers = 16;
+    c.num_attention_heads = 32;
+    c.num_key_value_heads = 8;
+    c.intermediate_size = 8192;
+    c.vocab_size = 128256;
+    c.max_position_embeddings = 131072;
+    c.rope_theta = 500000.0;
+    c.tie_word_embeddings = true;
+    kernels::Llama3RopeScaling s;
+    s.factor = 32.0f;
+    s.low_freq_factor = 1.0f;
+    s.high_freq_factor = 4.0f;
+    s.original_max_position_embeddings = 8192;
+    c.rope_scaling = s;
+    c.bos_token_id = 128000;
+    c.eos_token_id = 128001;
   } else if (name == "mistral-nemo-12b") {  // head_dim 128: q_dim 4096 != hidden 5120
     c.family = ModelFamily::kMistral;
     c.model_type = "mistral";
@@ -325,7 +343,7 @@ StatusOr<ModelConfig> synth_preset(const std::string& name) {
 }
 
 std::string synth_preset_names() {
-  return "tiny, llama2-7b, llama3-8b, mistral-nemo-12b, qwen2-tiny, qwen2.5-7b, qwen3-tiny, "
+  return "tiny, llama3.2-1b, llama2-7b, llama3-8b, mistral-nemo-12b, qwen2-tiny, qwen2.5-7b, qwen3-tiny, "
          "qwen3-8b";
 }
 

@@ -62,11 +62,13 @@ StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, dou
   return static_cast<int64_t>(static_cast<double>(avail) * fraction);
 }
 
-StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name) {
+StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name,
+                                                  const BackendOptions& options) {
   // The cuda backend compiles everywhere but has not yet passed its GPU
   // tests on a device (tests/gpu/run_on_device.sh); until it has, "auto"
   // stays on the reference backend and cuda is opt-in.
   if (name == "cpu" || name == "auto") return create_cpu_backend();
+  if (name == "cpu-bf16") return create_cpu_bf16_backend(options);
 #ifdef LORASERVE_WITH_CUDA
   if (name == "cuda") return create_cuda_backend();
 #else
@@ -74,7 +76,7 @@ StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name) {
     return unimplemented("backend 'cuda': this build has no CUDA (LORASERVE_ENABLE_CUDA=OFF or no nvcc); use --backend cpu");
   }
 #endif
-  return invalid_argument("unknown backend '" + name + "' (expected auto, cpu or cuda)");
+  return invalid_argument("unknown backend '" + name + "' (expected auto, cpu, cpu-bf16 or cuda)");
 }
 
 }  // namespace loraserve

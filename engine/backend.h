@@ -77,6 +77,13 @@ class Backend : public PoolWriter {
  public:
   ~Backend() override = default;
   virtual std::string name() const = 0;
+  // The name plus what a log line should say about it (instruction set,
+  // threads); defaults to name().
+  virtual std::string describe() const { return name(); }
+  // True when upload_weight() keeps pointers into the checkpoint's mapping
+  // instead of copying (cpu-bf16): the engine must then own the weights for
+  // its whole life (Engine::create with a shared_ptr).
+  virtual bool maps_weights() const { return false; }
   // Activation dtype of this backend (f32 on cpu).
   virtual DType activation_dtype() const = 0;
 
@@ -157,9 +164,18 @@ Status validate_qk_norm(const BackendModelInfo& info, const Tensor& q, const Ten
 // when positive, else `fraction` of the backend's available memory.
 StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, double fraction);
 
-// "cpu" always; "cuda" when built with CUDA and a device is present; "auto"
-// picks cuda when available, else cpu.
-StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name);
+// What the command line says about the backend beyond its name.
+struct BackendOptions {
+  int threads = 0;              // cpu-bf16: threads of its pool (0: one per CPU)
+  std::string cpu_isa = "auto";  // cpu-bf16: avx512bf16 | avx512 | avx2 | scalar | auto
+};
+
+// "cpu" (f32 reference) always; "cpu-bf16" (bf16 weights in place, SIMD,
+// threads) always; "cuda" when built with CUDA and a device is present;
+// "auto" picks the cpu backend (see create_backend's comment).
+StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name,
+                                                  const BackendOptions& options = {});
 std::unique_ptr<Backend> create_cpu_backend();
+StatusOr<std::unique_ptr<Backend>> create_cpu_bf16_backend(const BackendOptions& options);
 
 }  // namespace loraserve

@@ -12,17 +12,41 @@ namespace loraserve {
 
 namespace {
 std::string seq_name(int64_t id) { return "sequence " + std::to_string(id); }
+bool e_backend_maps(const std::unique_ptr<Backend>& b) { return b && b->maps_weights(); }
 }  // namespace
 
 StatusOr<std::unique_ptr<Engine>> Engine::create(const ModelWeights& weights,
                                                  std::unique_ptr<Backend> backend,
                                                  const EngineOptions& options) {
+  if (backend && backend->maps_weights()) {
+    return failed_precondition("engine: backend " + backend->name() +
+                               " reads the checkpoint in place; create the engine with shared "
+                               "ownership of the weights");
+  }
+  return create_impl(weights, nullptr, std::move(backend), options);
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const ModelWeights> weights,
+                                                 std::unique_ptr<Backend> backend,
+                                                 const EngineOptions& options) {
+  if (!weights) return invalid_argument("engine: no weights");
+  const ModelWeights& w = *weights;
+  return create_impl(w, std::move(weights), std::move(backend), options);
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::create_impl(const ModelWeights& weights,
+                                                      std::shared_ptr<const ModelWeights> keep,
+                                                      std::unique_ptr<Backend> backend,
+                                                      const EngineOptions& options) {
   if (!backend) return invalid_argument("engine: no backend");
   if (options.kv_page_tokens <= 0 || options.max_batch_tokens <= 0 ||
       options.max_batch_seqs <= 0 || options.max_lora_rank <= 0) {
     return invalid_argument("engine: page tokens, batch limits and max rank must be positive");
   }
   std::unique_ptr<Engine> e(new Engine());
+  // Only a backend that reads the mapping keeps it: the others copied what
+  // they need, and the mapped pages would otherwise stay resident.
+  if (e_backend_maps(backend)) e->weights_ = std::move(keep);
   e->config_ = weights.config();
   e->options_ = options;
   e->backend_ = std::move(backend);

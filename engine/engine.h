@@ -74,7 +74,15 @@ struct EngineStats {
 
 class Engine {
  public:
+  // The caller keeps `weights` as long as it likes: refused (FAILED_PRECONDITION)
+  // for a backend that maps the checkpoint (cpu-bf16), which needs the
+  // shared form below.
   static StatusOr<std::unique_ptr<Engine>> create(const ModelWeights& weights,
+                                                  std::unique_ptr<Backend> backend,
+                                                  const EngineOptions& options);
+  // The engine shares ownership of the weights: backends may read the
+  // checkpoint's mapping in place for the engine's whole life.
+  static StatusOr<std::unique_ptr<Engine>> create(std::shared_ptr<const ModelWeights> weights,
                                                   std::unique_ptr<Backend> backend,
                                                   const EngineOptions& options);
   ~Engine();
@@ -146,6 +154,10 @@ class Engine {
   };
 
   Engine() = default;
+  static StatusOr<std::unique_ptr<Engine>> create_impl(const ModelWeights& weights,
+                                                       std::shared_ptr<const ModelWeights> keep,
+                                                       std::unique_ptr<Backend> backend,
+                                                       const EngineOptions& options);
   Status upload_model(const ModelWeights& weights);
   Status allocate_activations();
   Status validate_batch(const std::vector<SequenceStep>& batch) const;
@@ -156,6 +168,9 @@ class Engine {
   void lora_segments(const std::vector<AdapterRun>& runs, int64_t layer, LoraModule m,
                      std::vector<LoraSegmentRef>* out) const;
 
+  // Before backend_, so that it is destroyed after it: a backend that maps
+  // the checkpoint (cpu-bf16) reads these bytes until it is gone.
+  std::shared_ptr<const ModelWeights> weights_;
   ModelConfig config_;
   EngineOptions options_;
   std::unique_ptr<Backend> backend_;

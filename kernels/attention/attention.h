@@ -42,6 +42,17 @@ struct AttentionParams {
 // out = softmax(q K^T * scale over positions 0..p) V, per token and head, in fp32.
 Status attention_ref(const AttentionParams& p);
 
+// The checks attention_ref makes (heads, view, every token's sequence and
+// position), for kernels that run slices of the tokens (attention_cpu).
+Status validate_attention(const AttentionParams& p);
+
+// attention_ref's arithmetic (same order of operations per head, f32) with
+// vectorised dot products and a running-max softmax over the KV rows, for
+// the tokens [t_begin, t_end) only: threads take disjoint token ranges.
+// `isa` is a kernels::CpuIsa (gemm_bf16.h) as an int, to keep this header
+// free of it. The caller validates the whole batch once.
+void attention_cpu_tokens(const AttentionParams& p, int isa, int64_t t_begin, int64_t t_end);
+
 }  // namespace loraserve::kernels
 
 #ifdef LORASERVE_WITH_CUDA

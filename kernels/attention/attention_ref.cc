@@ -81,6 +81,8 @@ Status validate_heads(const AttentionParams& p) {
   return ok_status();
 }
 
+}  // namespace
+
 Status validate_attention(const AttentionParams& p) {
   if (p.num_tokens < 0) return invalid_argument("attention: num_tokens < 0");
   LS_RETURN_IF_ERROR(validate_heads(p));
@@ -91,6 +93,8 @@ Status validate_attention(const AttentionParams& p) {
   LS_RETURN_IF_ERROR(validate_view("attention", p.kv));
   return validate_tokens("attention", p.kv, p.token_seq, p.positions, p.num_tokens);
 }
+
+namespace {
 
 float dot(const float* a, const float* b, int64_t n) {
   float s = 0.0f;

@@ -54,6 +54,16 @@ struct PagedLoraExpandParams {
 
 Status lora_expand_paged_ref(const PagedLoraExpandParams& p);
 
+// The checks the two _ref functions make, for kernels that run token slices.
+Status validate_lora_shrink_paged(const PagedLoraShrinkParams& p);
+Status validate_lora_expand_paged(const PagedLoraExpandParams& p);
+
+// The cpu-bf16 backend's forms: the same math on SIMD (`isa` a CpuIsa of
+// gemm_bf16.h as an int), for the token rows [t_begin, t_end) of every
+// segment only, so threads can take disjoint rows. The caller validates.
+void lora_shrink_paged_cpu(const PagedLoraShrinkParams& p, int isa, int64_t t_begin, int64_t t_end);
+void lora_expand_paged_cpu(const PagedLoraExpandParams& p, int isa, int64_t t_begin, int64_t t_end);
+
 }  // namespace loraserve::kernels
 
 #ifdef LORASERVE_WITH_CUDA

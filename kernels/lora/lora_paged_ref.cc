@@ -48,13 +48,16 @@ Status validate(const PagedLoraSegment* segs, int32_t n, int64_t num_tokens, int
 
 }  // namespace
 
-Status lora_shrink_paged_ref(const PagedLoraShrinkParams& p) {
+Status validate_lora_shrink_paged(const PagedLoraShrinkParams& p) {
   if (p.num_segments > 0 && (p.x == nullptr || p.v == nullptr || p.in_dim <= 0 ||
                              p.x_stride < p.in_dim)) {
     return invalid_argument("paged lora shrink: bad x/v");
   }
-  LS_RETURN_IF_ERROR(validate(p.segments, p.num_segments, p.num_tokens, p.v_stride, p.pool,
-                              p.page_elems));
+  return validate(p.segments, p.num_segments, p.num_tokens, p.v_stride, p.pool, p.page_elems);
+}
+
+Status lora_shrink_paged_ref(const PagedLoraShrinkParams& p) {
+  LS_RETURN_IF_ERROR(validate_lora_shrink_paged(p));
   for (int32_t si = 0; si < p.num_segments; ++si) {
     const PagedLoraSegment& s = p.segments[si];
     for (int32_t t = s.begin; t < s.end; ++t) {
@@ -73,13 +76,16 @@ Status lora_shrink_paged_ref(const PagedLoraShrinkParams& p) {
   return ok_status();
 }
 
-Status lora_expand_paged_ref(const PagedLoraExpandParams& p) {
+Status validate_lora_expand_paged(const PagedLoraExpandParams& p) {
   if (p.num_segments > 0 && (p.v == nullptr || p.y == nullptr || p.out_dim <= 0 ||
                              p.y_stride < p.out_dim)) {
     return invalid_argument("paged lora expand: bad v/y");
   }
-  LS_RETURN_IF_ERROR(validate(p.segments, p.num_segments, p.num_tokens, p.v_stride, p.pool,
-                              p.page_elems));
+  return validate(p.segments, p.num_segments, p.num_tokens, p.v_stride, p.pool, p.page_elems);
+}
+
+Status lora_expand_paged_ref(const PagedLoraExpandParams& p) {
+  LS_RETURN_IF_ERROR(validate_lora_expand_paged(p));
   for (int32_t si = 0; si < p.num_segments; ++si) {
     const PagedLoraSegment& s = p.segments[si];
     for (int32_t t = s.begin; t < s.end; ++t) {

@@ -29,12 +29,14 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef LORASERVE_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
 
+#include "common/thread_pool.h"
 #include "engine/backend.h"
 #include "engine/engine.h"
 #include "checkpoint/lora_adapter.h"
@@ -46,6 +48,8 @@ namespace {
 
 struct Flags {
   std::string model, adapter, synth, workdir = "/tmp/engine_bench", backend = "auto", json;
+  int threads = 0;
+  std::string cpu_isa = "auto";
   std::vector<int> batches = {1, 32, 128};
   int context = 128;
   int decode_steps = 16;
@@ -111,9 +115,57 @@ double copy_gbps() {
 #endif
 }
 
+// Host memory read bandwidth: every thread sums its share of a buffer far
+// larger than the caches (best of 5 passes), the way a decode step reads
+// weights. The cpu backends' roofline divides by this.
+double host_read_gbps(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const size_t n = size_t{1} << 27;  // 512 MiB of floats, far past any L3
+  std::vector<float> buf(n, 1.0f);
+  ThreadPool pool(threads);
+  double best = 0.0;
+  std::vector<double> sink(static_cast<size_t>(threads), 0.0);
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    pool.parallel_for(static_cast<int64_t>(n), 1 << 16, [&](int64_t b, int64_t e) {
+      const float* p = buf.data();
+      float acc[16] = {};
+      for (int64_t i = b; i + 16 <= e; i += 16) {
+        for (int j = 0; j < 16; ++j) acc[j] += p[i + j];
+      }
+      double s = 0;
+      for (float a : acc) s += a;
+      sink[static_cast<size_t>(b * threads / static_cast<int64_t>(n))] += s;
+    });
+    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(n * sizeof(float)) / sec / 1e9);
+  }
+  if (sink[0] < 0) std::printf("%f\n", sink[0]);  // keep the sums
+  buf = std::vector<float>();
+  // The probe's buffer is not the engine's: restart the peak-RSS count.
+  std::ofstream("/proc/self/clear_refs") << "5";
+  return best;
+}
+
+// Peak resident set of this process so far (MiB), from /proc/self/status.
+double peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  while (f >> key) {
+    if (key == "VmHWM:") {
+      double kb = 0;
+      f >> kb;
+      return kb / 1024.0;
+    }
+    std::string rest;
+    std::getline(f, rest);
+  }
+  return 0.0;
+}
+
 struct Bench {
   Flags f;
-  std::unique_ptr<ModelWeights> weights;
+  std::shared_ptr<const ModelWeights> weights;
   std::unique_ptr<Engine> engine;
   std::vector<std::string> adapter_ids;
   int64_t next_seq = 1;
@@ -224,10 +276,14 @@ int run(const Flags& flags) {
   if (!weights.ok()) die("model", weights.status());
   b.weights = std::move(*weights);
   const ModelConfig& cfg = b.weights->config();
-  auto backend = create_backend(flags.backend);
+  BackendOptions bo;
+  bo.threads = flags.threads;
+  bo.cpu_isa = flags.cpu_isa;
+  auto backend = create_backend(flags.backend, bo);
   if (!backend.ok()) die("backend", backend.status());
   const std::string backend_name = (*backend)->name();
-  const double gbps = backend_name == "cuda" ? copy_gbps() : 0.0;
+  const bool cpu = backend_name != "cuda";
+  const double gbps = cpu ? host_read_gbps(flags.threads) : copy_gbps();
   auto pool_bytes = choose_pool_bytes(**backend, flags.pool_mb, flags.pool_fraction);
   if (!pool_bytes.ok()) die("pool", pool_bytes.status());
   const int max_batch = *std::max_element(flags.batches.begin(), flags.batches.end());
@@ -236,7 +292,7 @@ int run(const Flags& flags) {
   eo.max_batch_tokens = std::max({flags.prefill, max_batch, flags.context});
   eo.max_batch_seqs = std::max(max_batch, 1);
   const auto t_load = Clock::now();
-  auto engine = Engine::create(*b.weights, std::move(*backend), eo);
+  auto engine = Engine::create(b.weights, std::move(*backend), eo);
   if (!engine.ok()) die("engine", engine.status());
   b.engine = std::move(*engine);
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
@@ -254,14 +310,16 @@ int run(const Flags& flags) {
   }
 
   std::printf("engine_bench: backend %s, model %s (hidden %lld, %lld layers, vocab %lld), "
-              "pool %.0f MiB, upload %.1f s, %d adapters (rank %d, from %s)\n",
-              backend_name.c_str(), model_dir.c_str(), static_cast<long long>(cfg.hidden_size),
+              "pool %.0f MiB, upload %.2f s, %d adapters (rank %d, from %s)\n",
+              b.engine->backend().describe().c_str(), model_dir.c_str(), static_cast<long long>(cfg.hidden_size),
               static_cast<long long>(cfg.num_hidden_layers), static_cast<long long>(cfg.vocab_size),
               static_cast<double>(*pool_bytes) / (1 << 20), load_s, num_adapters,
               (*adapter)->max_rank(), adapter_dir.c_str());
   b.out["backend"] = backend_name;
   b.out["model"] = model_dir;
-  b.out["copy_gbps"] = gbps;
+  b.out["copy_gbps"] = gbps;  // host read bandwidth on the cpu backends
+  b.out["load_s"] = load_s;
+  b.out["weight_bytes"] = decode_weight_bytes(cfg);
   b.out["context"] = flags.context;
 
   b.decode_ms(1, true);  // warm-up: first launches, allocator growth, caches
@@ -275,10 +333,12 @@ int run(const Flags& flags) {
     b.out["decode"].push_back(
         {{"batch", batch}, {"base_ms", base}, {"lora_ms", lora}, {"ratio", lora / base}});
     if (batch == 1 && gbps > 0.0) {
+      // bf16 weight bytes: what cpu-bf16 and cuda read; the f32 cpu backend reads twice that.
       const double roof_ms = static_cast<double>(decode_weight_bytes(cfg)) / (gbps * 1e9) * 1e3;
-      std::printf("       batch 1 roofline: %.0f MB of weights at %.0f GB/s (copy) = %.3f ms; "
+      std::printf("       batch 1 roofline: %.0f MB of bf16 weights at %.1f GB/s (%s) = %.3f ms; "
                   "base step / roofline = %.3f\n",
-                  decode_weight_bytes(cfg) / 1e6, gbps, roof_ms, base / roof_ms);
+                  decode_weight_bytes(cfg) / 1e6, gbps, cpu ? "host read" : "device copy", roof_ms,
+                  base / roof_ms);
       b.out["roofline_ms"] = roof_ms;
       b.out["batch1_over_roofline"] = base / roof_ms;
     }
@@ -293,6 +353,10 @@ int run(const Flags& flags) {
                 flags.prefill * 1000.0 / base, flags.prefill * 1000.0 / lora);
     b.out["prefill"] = {{"tokens", flags.prefill}, {"base_ms", base}, {"lora_ms", lora}};
   }
+  const double rss = peak_rss_mb();
+  std::printf("\npeak RSS %.0f MiB (bf16 weights %.0f MiB, pool %.0f MiB)\n", rss,
+              decode_weight_bytes(cfg) / 1048576.0, static_cast<double>(*pool_bytes) / 1048576.0);
+  b.out["peak_rss_mb"] = rss;
   const EngineStats st = b.engine->stats();
   std::printf("\npool: %lld pages of %lld bytes, %d adapters registered\nengine_bench done\n",
               static_cast<long long>(st.pool.total), static_cast<long long>(st.page_bytes),
@@ -313,7 +377,10 @@ int main(int argc, char** argv) {
   app.add_option("--adapter", f.adapter, "PEFT adapter directory, registered --num-adapters times");
   app.add_option("--synth", f.synth, "Synthesize this preset (" + loraserve::synth_preset_names() + ") into --workdir");
   app.add_option("--workdir", f.workdir, "Where --synth writes (reused when present)")->capture_default_str();
-  app.add_option("--backend", f.backend, "auto, cpu or cuda")->capture_default_str();
+  app.add_option("--backend", f.backend, "auto, cpu, cpu-bf16 or cuda")->capture_default_str();
+  app.add_option("--threads", f.threads, "cpu-bf16 threads (0: one per CPU)")->capture_default_str();
+  app.add_option("--cpu-isa", f.cpu_isa, "cpu-bf16 kernels: auto, avx512bf16, avx512, avx2, scalar")
+      ->capture_default_str();
   app.add_option("--batches", f.batches, "Decode batch sizes")->delimiter(',')->capture_default_str();
   app.add_option("--context", f.context, "KV tokens per sequence before the timed steps")->capture_default_str();
   app.add_option("--decode-steps", f.decode_steps, "Timed decode steps per batch")->capture_default_str();

@@ -1,0 +1,273 @@
+// The cpu-bf16 backend: the fast CPU path (issue #19).
+//
+// Base weights stay in the checkpoint's mmapped bf16 bytes (no converted
+// copy, no load-time pass: Engine keeps the ModelWeights alive, see
+// Backend::maps_weights); projections run kernels/gemm/gemm_bf16 with f32
+// accumulation on the best instruction set this CPU has. Everything else
+// is the f32 cpu backend's: pool, KV cache, adapter images and the order
+// of every op, with the heavy ones (attention, LoRA, sampling, silu) on
+// SIMD and all ops split over one ThreadPool (--threads).
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "engine/cpu_backend.h"
+#include "kernels/gemm/gemm_bf16.h"
+
+namespace loraserve {
+namespace {
+
+using kernels::CpuIsa;
+
+class CpuBf16Backend final : public CpuBackend {
+ public:
+  CpuBf16Backend(int threads, CpuIsa isa) : threads_(threads), isa_(isa) {}
+  ~CpuBf16Backend() override {
+    for (void* p : owned_bf16_) std::free(p);
+  }
+
+  std::string name() const override { return "cpu-bf16"; }
+  bool maps_weights() const override { return true; }
+  std::string describe() const override {
+    return std::string("cpu-bf16 (") + kernels::cpu_isa_name(isa_) + ", " +
+           std::to_string(threads_.size()) + " threads)";
+  }
+
+  StatusOr<Tensor> upload_weight(const TensorInfo& t) override {
+    if (t.shape.size() != 2) return CpuBackend::upload_weight(t);  // norms, biases: f32
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    if (t.dtype == DType::kBF16 && reinterpret_cast<uintptr_t>(t.data) % 2 == 0) {
+      // In place: the mapping outlives the backend (Engine holds the weights).
+      return Tensor{const_cast<void*>(t.data), DType::kBF16, rows, cols};
+    }
+    // F32 / F16 checkpoints (and a misaligned bf16 tensor): one bf16 copy.
+    const size_t n = static_cast<size_t>(rows * cols);
+    void* p = std::aligned_alloc(64, round_up(n * 2, 64));
+    if (p == nullptr) return resource_exhausted("cpu-bf16 backend: out of host memory");
+    owned_bf16_.push_back(p);
+    auto* out = static_cast<uint16_t*>(p);
+    if (t.dtype == DType::kBF16) {
+      std::memcpy(out, t.data, n * 2);
+    } else {
+      std::vector<float> row(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        convert_to_f32(t.dtype, static_cast<const char*>(t.data) + r * cols * dtype_size(t.dtype),
+                       row.data(), row.size());
+        for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = f32_to_bf16(row[c]);
+      }
+    }
+    return Tensor{p, DType::kBF16, rows, cols};
+  }
+
+  void release(const Tensor& t) override {
+    for (size_t i = 0; i < owned_bf16_.size(); ++i) {
+      if (owned_bf16_[i] == t.data) {
+        std::free(owned_bf16_[i]);
+        owned_bf16_.erase(owned_bf16_.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+      }
+    }
+    CpuBackend::release(t);
+  }
+
+  Status embedding(const Tensor& table, Tensor out) override {
+    if (table.dtype != DType::kBF16) return CpuBackend::embedding(table, out);
+    if (out.cols != table.cols) return invalid_argument("cpu-bf16 backend: embedding width mismatch");
+    const int32_t* ids = plan_->token_ids.data();
+    for (int64_t t = 0; t < out.rows; ++t) {
+      if (ids[t] < 0 || ids[t] >= table.rows) {
+        return invalid_argument("embedding: token id " + std::to_string(ids[t]) + " outside [0, " +
+                                std::to_string(table.rows) + ")");
+      }
+      const auto* row = static_cast<const uint16_t*>(table.data) + ids[t] * table.cols;
+      float* dst = f32(out) + t * out.cols;
+      for (int64_t c = 0; c < table.cols; ++c) dst[c] = bf16_to_f32(row[c]);
+    }
+    return ok_status();
+  }
+
+  Status linear(const Tensor& x, const Tensor& w, Tensor y) override {
+    if (w.dtype != DType::kBF16) return CpuBackend::linear(x, w, y);
+    if (x.cols != w.cols || y.cols != w.rows || x.rows != y.rows) {
+      return invalid_argument("cpu-bf16 backend: linear shape mismatch");
+    }
+    LS_RETURN_IF_ERROR(check_f32(x, "linear input"));
+    kernels::GemmBf16Params p;
+    p.x = f32(x);
+    p.w = static_cast<const uint16_t*>(w.data);
+    p.y = f32(y);
+    p.m = x.rows;
+    p.n = w.rows;
+    p.k = w.cols;
+    if (isa_ == CpuIsa::kAvx512Bf16) {
+      const size_t need = static_cast<size_t>(x.rows * x.cols);
+      if (xb_.size() < need) xb_.resize(need);  // grows to the largest step once
+      threads_.parallel_for(x.rows, 1, [&](int64_t b, int64_t e) {
+        kernels::f32_to_bf16_rows(f32(x) + b * x.cols, xb_.data() + b * x.cols, (e - b) * x.cols, isa_);
+      });
+      p.xb = xb_.data();
+    }
+    // Column ranges in multiples of every kernel's register tile (6 and 4).
+    return run_split(w.rows, 24, [&](int64_t b, int64_t e) {
+      kernels::GemmBf16Params part = p;
+      part.n_begin = b;
+      part.n_end = e;
+      return kernels::gemm_bf16_cpu(part, isa_);
+    });
+  }
+
+  Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
+              Tensor scratch) override {
+    if (segments.empty()) return ok_status();
+    segs_.clear();
+    for (const LoraSegmentRef& s : segments) {
+      kernels::PagedLoraSegment k;
+      k.begin = s.begin;
+      k.end = s.end;
+      k.rank = s.rank;
+      k.scale = s.scale;
+      k.page_ids = s.page_ids;
+      k.a_offset = s.a_offset;
+      k.bt_offset = s.bt_offset;
+      segs_.push_back(k);
+    }
+    const int64_t page_elems = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
+    kernels::PagedLoraShrinkParams sp;
+    sp.x = f32(x);
+    sp.x_stride = x.cols;
+    sp.v = f32(scratch);
+    sp.v_stride = scratch.cols;
+    sp.in_dim = x.cols;
+    sp.num_tokens = x.rows;
+    sp.pool = pool_;
+    sp.page_elems = page_elems;
+    sp.segments = segs_.data();
+    sp.num_segments = static_cast<int32_t>(segs_.size());
+    LS_RETURN_IF_ERROR(kernels::validate_lora_shrink_paged(sp));
+    kernels::PagedLoraExpandParams ep;
+    ep.v = f32(scratch);
+    ep.v_stride = scratch.cols;
+    ep.y = f32(y);
+    ep.y_stride = y.cols;
+    ep.out_dim = y.cols;
+    ep.num_tokens = y.rows;
+    ep.pool = pool_;
+    ep.page_elems = page_elems;
+    ep.segments = segs_.data();
+    ep.num_segments = sp.num_segments;
+    LS_RETURN_IF_ERROR(kernels::validate_lora_expand_paged(ep));
+    const int isa = static_cast<int>(isa_);
+    threads_.parallel_for(x.rows, 1, [&](int64_t b, int64_t e) {
+      kernels::lora_shrink_paged_cpu(sp, isa, b, e);
+    });
+    threads_.parallel_for(y.rows, 1, [&](int64_t b, int64_t e) {
+      kernels::lora_expand_paged_cpu(ep, isa, b, e);
+    });
+    return ok_status();
+  }
+
+  Status attention(int32_t layer, const Tensor& q, Tensor out) override {
+    kernels::AttentionParams p;
+    p.q = f32(q);
+    p.out = f32(out);
+    p.token_seq = plan_->token_seq.data();
+    p.positions = plan_->positions.data();
+    p.num_tokens = q.rows;
+    p.num_q_heads = info_.num_q_heads;
+    p.num_kv_heads = info_.num_kv_heads;
+    p.head_dim = info_.head_dim;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(info_.head_dim));
+    p.kv = kv_view(layer);
+    LS_RETURN_IF_ERROR(kernels::validate_attention(p));
+    const int isa = static_cast<int>(isa_);
+    threads_.parallel_for(q.rows, 1, [&](int64_t b, int64_t e) {
+      kernels::attention_cpu_tokens(p, isa, b, e);
+    });
+    return ok_status();
+  }
+
+  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override {
+    return run_split(gate.rows, 1, [&](int64_t b, int64_t e) {
+      kernels::SiluMulParams p;
+      p.gate = f32(gate) + b * gate.cols;
+      p.up = f32(up) + b * up.cols;
+      p.out = f32(out) + b * out.cols;
+      p.num_tokens = e - b;
+      p.inter = gate.cols;
+      return kernels::silu_mul_ref(p);
+    });
+  }
+
+  Status rope(Tensor q, Tensor k) override {
+    return run_split(q.rows, 1, [&](int64_t b, int64_t e) {
+      kernels::RopeParams p;
+      p.q = f32(q) + b * q.cols;
+      p.k = f32(k) + b * k.cols;
+      p.positions = plan_->positions.data() + b;
+      p.inv_freq = info_.rope_inv_freq.data();
+      p.num_tokens = e - b;
+      p.num_q_heads = info_.num_q_heads;
+      p.num_kv_heads = info_.num_kv_heads;
+      p.head_dim = info_.head_dim;
+      return kernels::rope_ref(p);
+    });
+  }
+
+  Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override {
+    const int64_t n = logits.rows;
+    out->tokens.assign(n, 0);
+    out->logprobs.assign(n, 0.0f);
+    LS_RETURN_IF_ERROR(run_split(n, 1, [&](int64_t b, int64_t e) {
+      kernels::SampleParams p;
+      p.logits = f32(logits) + b * logits.cols;
+      p.num_rows = e - b;
+      p.vocab = logits.cols;
+      p.configs = plan_->sampling.data() + b;
+      p.steps = plan_->sample_steps.data() + b;
+      p.out_tokens = out->tokens.data() + b;
+      p.out_logprobs = out->logprobs.data() + b;
+      return kernels::sample_ref(p);
+    }));
+    if (want_logits) {
+      out->logits.assign(f32(logits), f32(logits) + n * logits.cols);
+    } else {
+      out->logits.clear();
+    }
+    return ok_status();
+  }
+
+ private:
+  // parallel_for whose chunks return Status: the first error wins.
+  template <typename Fn>
+  Status run_split(int64_t n, int64_t grain, Fn&& fn) {
+    std::mutex mu;
+    Status first = ok_status();
+    threads_.parallel_for(n, grain, [&](int64_t b, int64_t e) {
+      Status s = fn(b, e);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first.ok()) first = std::move(s);
+      }
+    });
+    return first;
+  }
+
+  ThreadPool threads_;
+  CpuIsa isa_;
+  std::vector<uint16_t> xb_;         // x in bf16 for the VDPBF16PS kernel
+  std::vector<void*> owned_bf16_;    // converted weights (f32/f16 checkpoints)
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Backend>> create_cpu_bf16_backend(const BackendOptions& options) {
+  LS_ASSIGN_OR_RETURN(CpuIsa isa, kernels::parse_cpu_isa(options.cpu_isa));
+  if (options.threads < 0) return invalid_argument("--threads must be >= 0 (0: one per CPU)");
+  return std::unique_ptr<Backend>(std::make_unique<CpuBf16Backend>(options.threads, isa));
+}
+
+}  // namespace loraserve

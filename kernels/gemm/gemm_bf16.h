@@ -1,0 +1,59 @@
+// The cpu-bf16 backend's dense layer: bf16 weights as stored in the
+// checkpoint (mmapped, never converted), f32 activations, f32 accumulation:
+//   y[m, n] (+)= x[m, k] W[n, k]^T      for n in [n_begin, n_end)
+// Threads split the output columns: each call computes one range, so the
+// caller's thread pool decides the split and every weight row is read by
+// exactly one thread.
+//
+// One kernel per instruction set, chosen at run time (the binary runs on
+// any x86-64; nothing is built with -march=native):
+//   kAvx512Bf16  x rounded to bf16 once per call (GemmBf16Params::xb) and
+//                VDPBF16PS: two multiply-adds per lane per instruction, the
+//                only path fast enough for prefill and large batches. Its
+//                products are exact; the one extra rounding is x's.
+//   kAvx512      weights widened to f32 (a shift), FMA with f32 x.
+//   kAvx2        the same, 8 lanes.
+//   kScalar      the same, one lane (any CPU; also the oracle's twin).
+// gemm_naive_ref over the widened weights is the independent check.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "kernels/gemm/gemm_bf16_params.h"
+
+namespace loraserve::kernels {
+
+enum class CpuIsa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3 };
+
+// The best kernel this CPU can run (cpuid and the OS's register state).
+CpuIsa detect_cpu_isa();
+const char* cpu_isa_name(CpuIsa isa);
+// "auto" (detect), "avx512bf16", "avx512", "avx2", "scalar"; refuses a set
+// this CPU lacks.
+StatusOr<CpuIsa> parse_cpu_isa(const std::string& name);
+
+
+Status gemm_bf16_cpu(const GemmBf16Params& p, CpuIsa isa);
+
+// dst[i] = bf16(src[i]) (round to nearest even), vectorised where the CPU can.
+void f32_to_bf16_rows(const float* src, uint16_t* dst, int64_t n, CpuIsa isa);
+
+// The f32 vector ops the cpu-bf16 backend's LoRA and attention use.
+float dot_f32(const float* a, const float* b, int64_t n, CpuIsa isa);
+void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa);
+
+// Per-ISA entry points (gemm_bf16_<isa>.cc); callers use gemm_bf16_cpu.
+namespace detail {
+void gemm_bf16_avx512bf16(const GemmBf16Params& p);
+void gemm_bf16_avx512(const GemmBf16Params& p);
+void gemm_bf16_avx2(const GemmBf16Params& p);
+void f32_to_bf16_avx512bf16(const float* src, uint16_t* dst, int64_t n);
+float dot_f32_avx512(const float* a, const float* b, int64_t n);
+void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n);
+float dot_f32_avx2(const float* a, const float* b, int64_t n);
+void axpy_f32_avx2(float alpha, const float* x, float* y, int64_t n);
+}  // namespace detail
+
+}  // namespace loraserve::kernels

@@ -1,0 +1,126 @@
+// gemm_bf16: run-time dispatch, argument checks, and the scalar kernel.
+#include <algorithm>
+#include <string>
+
+#include "common/dtype.h"
+#include "kernels/gemm/gemm_bf16.h"
+
+namespace loraserve::kernels {
+namespace {
+
+bool os_saves_avx512() {
+#if defined(__x86_64__)
+  // XCR0: SSE, AVX and the three AVX-512 state components enabled by the OS.
+  uint32_t eax, edx;
+  __asm__("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (eax & 0xe6) == 0xe6;
+#else
+  return false;
+#endif
+}
+
+void gemm_bf16_scalar(const GemmBf16Params& p) {
+  const int64_t ldx = p.ldx ? p.ldx : p.k;
+  const int64_t ldy = p.ldy ? p.ldy : p.n;
+  const int64_t n_end = p.n_end < 0 ? p.n : p.n_end;
+  for (int64_t i = 0; i < p.m; ++i) {
+    const float* x = p.x + i * ldx;
+    for (int64_t j = p.n_begin; j < n_end; ++j) {
+      const uint16_t* w = p.w + j * p.k;
+      float s = 0.0f;
+      for (int64_t t = 0; t < p.k; ++t) s += x[t] * bf16_to_f32(w[t]);
+      float* out = p.y + i * ldy + j;
+      *out = p.accumulate ? *out + s : s;
+    }
+  }
+}
+
+}  // namespace
+
+CpuIsa detect_cpu_isa() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && os_saves_avx512();
+  if (avx512 && __builtin_cpu_supports("avx512bf16")) return CpuIsa::kAvx512Bf16;
+  if (avx512) return CpuIsa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::kAvx2;
+#endif
+  return CpuIsa::kScalar;
+}
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kAvx512Bf16: return "avx512bf16";
+    case CpuIsa::kAvx512: return "avx512";
+    case CpuIsa::kAvx2: return "avx2";
+    case CpuIsa::kScalar: return "scalar";
+  }
+  return "?";
+}
+
+StatusOr<CpuIsa> parse_cpu_isa(const std::string& name) {
+  const CpuIsa best = detect_cpu_isa();
+  if (name == "auto" || name.empty()) return best;
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+    if (name != cpu_isa_name(isa)) continue;
+    if (static_cast<int>(isa) > static_cast<int>(best)) {
+      return invalid_argument(std::string("this CPU cannot run the ") + name +
+                              " kernels (best: " + cpu_isa_name(best) + ")");
+    }
+    return isa;
+  }
+  return invalid_argument("unknown instruction set '" + name +
+                          "' (expected auto, avx512bf16, avx512, avx2 or scalar)");
+}
+
+Status gemm_bf16_cpu(const GemmBf16Params& p, CpuIsa isa) {
+  const int64_t n_end = p.n_end < 0 ? p.n : p.n_end;
+  if (p.m < 0 || p.n <= 0 || p.k <= 0 || p.w == nullptr || p.y == nullptr ||
+      p.n_begin < 0 || p.n_begin > n_end || n_end > p.n ||
+      (p.ldx != 0 && p.ldx < p.k) || (p.ldy != 0 && p.ldy < p.n)) {
+    return invalid_argument("gemm_bf16: bad shape or null pointer");
+  }
+  if (isa == CpuIsa::kAvx512Bf16 ? p.xb == nullptr : p.x == nullptr) {
+    return invalid_argument(std::string("gemm_bf16: the ") + cpu_isa_name(isa) +
+                            " kernel needs its x (bf16 for avx512bf16, else f32)");
+  }
+  if (p.m == 0 || p.n_begin == n_end) return ok_status();
+  switch (isa) {
+    case CpuIsa::kAvx512Bf16: detail::gemm_bf16_avx512bf16(p); break;
+    case CpuIsa::kAvx512: detail::gemm_bf16_avx512(p); break;
+    case CpuIsa::kAvx2: detail::gemm_bf16_avx2(p); break;
+    case CpuIsa::kScalar: gemm_bf16_scalar(p); break;
+  }
+  return ok_status();
+}
+
+void f32_to_bf16_rows(const float* src, uint16_t* dst, int64_t n, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16) {
+    detail::f32_to_bf16_avx512bf16(src, dst, n);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+
+float dot_f32(const float* a, const float* b, int64_t n, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) return detail::dot_f32_avx512(a, b, n);
+  if (isa == CpuIsa::kAvx2) return detail::dot_f32_avx2(a, b, n);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::axpy_f32_avx512(alpha, x, y, n);
+    return;
+  }
+  if (isa == CpuIsa::kAvx2) {
+    detail::axpy_f32_avx2(alpha, x, y, n);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace loraserve::kernels

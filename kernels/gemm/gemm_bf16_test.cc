@@ -1,0 +1,169 @@
+// gemm_bf16 on every instruction set this CPU has, against a double loop
+// over the same bf16 weights (and, for avx512bf16, the same bf16-rounded x).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "common/dtype.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_bf16.h"
+
+namespace loraserve::kernels {
+namespace {
+
+std::vector<CpuIsa> available_isas() {
+  std::vector<CpuIsa> out;
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+    if (static_cast<int>(isa) <= static_cast<int>(detect_cpu_isa())) out.push_back(isa);
+  }
+  return out;
+}
+
+struct Case {
+  int64_t m, n, k, ldx, ldy;
+};
+
+// y[i, j] for j in [nb, ne) against a double sum over bf16 W (and bf16 x on
+// avx512bf16); columns outside [nb, ne) and padding must keep their values.
+void check(CpuIsa isa, const Case& c, int64_t nb, int64_t ne, bool accumulate, uint32_t seed) {
+  SCOPED_TRACE(std::string(cpu_isa_name(isa)) + " m=" + std::to_string(c.m) + " n=" +
+               std::to_string(c.n) + " k=" + std::to_string(c.k) + " cols [" +
+               std::to_string(nb) + "," + std::to_string(ne) + ")" + (accumulate ? " acc" : ""));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(c.m * c.ldx));
+  for (float& v : x) v = d(rng);
+  std::vector<uint16_t> w(static_cast<size_t>(c.n * c.k));
+  for (uint16_t& v : w) v = f32_to_bf16(d(rng) * 0.05f);
+  std::vector<uint16_t> xb(static_cast<size_t>(c.m * c.k));
+  for (int64_t i = 0; i < c.m; ++i)
+    for (int64_t t = 0; t < c.k; ++t) xb[i * c.k + t] = f32_to_bf16(x[i * c.ldx + t]);
+  std::vector<float> y0(static_cast<size_t>(c.m * c.ldy));
+  for (float& v : y0) v = d(rng);
+  std::vector<float> y = y0;
+
+  GemmBf16Params p;
+  p.x = x.data();
+  p.xb = xb.data();
+  p.w = w.data();
+  p.y = y.data();
+  p.m = c.m;
+  p.n = c.n;
+  p.k = c.k;
+  p.ldx = c.ldx;
+  p.ldy = c.ldy;
+  p.n_begin = nb;
+  p.n_end = ne;
+  p.accumulate = accumulate;
+  ASSERT_TRUE(gemm_bf16_cpu(p, isa).ok());
+
+  const bool bf16_x = isa == CpuIsa::kAvx512Bf16;
+  for (int64_t i = 0; i < c.m; ++i) {
+    for (int64_t j = 0; j < c.ldy; ++j) {
+      const float got = y[i * c.ldy + j];
+      if (j < nb || j >= ne) {
+        ASSERT_EQ(got, y0[i * c.ldy + j]) << "column " << j << " outside the range changed";
+        continue;
+      }
+      double want = accumulate ? y0[i * c.ldy + j] : 0.0, mag = std::fabs(want);
+      for (int64_t t = 0; t < c.k; ++t) {
+        const double xv = bf16_x ? bf16_to_f32(xb[i * c.k + t]) : x[i * c.ldx + t];
+        const double term = xv * bf16_to_f32(w[j * c.k + t]);
+        want += term;
+        mag += std::fabs(term);
+      }
+      // f32 accumulation in a different order: a few ulps of the magnitude.
+      ASSERT_NEAR(got, want, 1e-6 * mag + 1e-6) << "y[" << i << "," << j << "]";
+    }
+  }
+}
+
+TEST(GemmBf16, EveryIsaMatchesADoubleLoop) {
+  // Shapes hit full and partial register tiles (4x6 / 2x4), k tails below
+  // one vector, k past one 2048 block (prefill blocking), m past 16 and 128.
+  const Case cases[] = {{1, 1, 1, 1, 1},      {1, 7, 31, 31, 7},    {3, 13, 33, 40, 16},
+                        {4, 6, 64, 64, 6},    {5, 25, 100, 100, 30}, {16, 50, 256, 256, 50},
+                        {17, 19, 2100, 2100, 19}, {130, 9, 70, 72, 9}};
+  uint32_t seed = 1;
+  for (CpuIsa isa : available_isas()) {
+    for (const Case& c : cases) {
+      check(isa, c, 0, c.n, false, seed++);
+      check(isa, c, 0, c.n, true, seed++);
+      if (c.n > 2) check(isa, c, 1, c.n - 1, false, seed++);  // a thread's column range
+    }
+  }
+}
+
+TEST(GemmBf16, HandValues) {
+  // x = [1, 2, 3], W rows [1, 0, -1] and [0.5, 0.5, 0.5]: y = [1 - 3, 3] = [-2, 3].
+  const std::vector<float> x = {1, 2, 3};
+  std::vector<uint16_t> xb = {f32_to_bf16(1), f32_to_bf16(2), f32_to_bf16(3)};
+  const std::vector<uint16_t> w = {f32_to_bf16(1), f32_to_bf16(0), f32_to_bf16(-1),
+                                   f32_to_bf16(0.5f), f32_to_bf16(0.5f), f32_to_bf16(0.5f)};
+  for (CpuIsa isa : available_isas()) {
+    std::vector<float> y(2, std::numeric_limits<float>::quiet_NaN());
+    GemmBf16Params p;
+    p.x = x.data();
+    p.xb = xb.data();
+    p.w = w.data();
+    p.y = y.data();
+    p.m = 1;
+    p.n = 2;
+    p.k = 3;
+    ASSERT_TRUE(gemm_bf16_cpu(p, isa).ok());
+    EXPECT_EQ(y, (std::vector<float>{-2.0f, 3.0f})) << cpu_isa_name(isa);
+  }
+}
+
+TEST(GemmBf16, RefusesBadArguments) {
+  std::vector<uint16_t> w(4);
+  std::vector<float> x(4), y(4);
+  GemmBf16Params p;
+  p.x = x.data();
+  p.w = w.data();
+  p.y = y.data();
+  p.m = 1;
+  p.n = 2;
+  p.k = 2;
+  p.n_begin = 1;
+  p.n_end = 3;  // past n
+  EXPECT_FALSE(gemm_bf16_cpu(p, CpuIsa::kScalar).ok());
+  p.n_end = 2;
+  p.xb = nullptr;
+  EXPECT_FALSE(gemm_bf16_cpu(p, CpuIsa::kAvx512Bf16).ok());  // needs bf16 x
+  EXPECT_TRUE(gemm_bf16_cpu(p, CpuIsa::kScalar).ok());
+}
+
+TEST(CpuIsa, ParsesAndRefusesWhatTheCpuLacks) {
+  EXPECT_EQ(*parse_cpu_isa("auto"), detect_cpu_isa());
+  EXPECT_EQ(*parse_cpu_isa("scalar"), CpuIsa::kScalar);
+  EXPECT_FALSE(parse_cpu_isa("sse9").ok());
+  if (detect_cpu_isa() != CpuIsa::kAvx512Bf16) EXPECT_FALSE(parse_cpu_isa("avx512bf16").ok());
+}
+
+TEST(CpuVectorOps, DotAndAxpyMatchScalar) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (int64_t n : {1, 7, 16, 33, 1000}) {
+    std::vector<float> a(n), b(n);
+    for (auto& v : a) v = d(rng);
+    for (auto& v : b) v = d(rng);
+    double want = 0, mag = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      want += double(a[i]) * b[i];
+      mag += std::fabs(double(a[i]) * b[i]);
+    }
+    for (CpuIsa isa : available_isas()) {
+      EXPECT_NEAR(dot_f32(a.data(), b.data(), n, isa), want, 1e-6 * mag) << cpu_isa_name(isa);
+      std::vector<float> y = b;
+      axpy_f32(0.5f, a.data(), y.data(), n, isa);
+      for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(y[i], b[i] + 0.5f * a[i]) << cpu_isa_name(isa);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace loraserve::kernels
