@@ -77,10 +77,10 @@ for mode in "${MODES[@]}"; do
       ;;
     tsan)
       # Only the unit test files whose tests run below are compiled.
-      configure "$B" "-fsanitize=thread" -DLORASERVE_UNIT_TEST_FILES="/(adapter_cache|durable_adapter_store|generation|openai_request|scheduler_reliability|scheduler|tenants|vtc_policy)_test\\.cc$"
+      configure "$B" "-fsanitize=thread" -DLORASERVE_UNIT_TEST_FILES="/(adapter_cache|durable_adapter_store|generation|openai_request|scheduler_reliability|scheduler|tenants|vtc_policy|thread_pool|cpu_bf16_backend)_test\\.cc$"
       timed "tsan build" cmake --build "$B" -j "$JOBS" --target "${TSAN_TARGETS[@]}"
       export TSAN_OPTIONS="log_path=$LOGS/tsan:suppressions=$SUPP/tsan.supp:second_deadlock_stack=1:halt_on_error=0"
-      UNIT='^(SchedulerTest|SchedulerEndings|GenerationEndings|RequestStreamListener|TenantDirectory|AdapterCache|DurableAdapterStore|VtcPolicy)\.'
+      UNIT='^(SchedulerTest|SchedulerEndings|GenerationEndings|RequestStreamListener|TenantDirectory|AdapterCache|DurableAdapterStore|VtcPolicy|ThreadPool|CpuBf16BackendTest)\.'
       # The gRPC e2e tests are not here: see tests/sanitizers/tsan.supp.
       timed "tsan tests" bash -c "cd '$B' && ctest --output-on-failure -j '$JOBS' \
         -R '$UNIT|openai_(chat|completions|hostile)' --timeout 1200" || failed=1

@@ -1,0 +1,196 @@
+// The cpu-bf16 backend through the Engine against the f32 cpu backend (the
+// oracle), on the mixed-adapter fixture (base and six adapters of ranks
+// 4..64, late joins, chunked prefill): with f32 activations (avx512, avx2,
+// scalar kernels) every logit agrees with the oracle to f32 rounding; with
+// the bf16-activation kernel (avx512bf16) within the bf16 tolerance. The
+// synthetic weights are bf16 on disk, so no weight rounding enters.
+// The float64 PyTorch reference checks the same backend in ctest
+// (reference_vs_pytorch_cpu_bf16*).
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "checkpoint/model_weights.h"
+#include "engine/engine.h"
+#include "kernels/gemm/gemm_bf16.h"
+#include "scheduler/offline.h"
+#include "tests/support/mixed_adapters.h"
+
+namespace loraserve {
+namespace {
+
+namespace fs = std::filesystem;
+using kernels::CpuIsa;
+
+class CpuBf16BackendTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/loraserve-cpubf16-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_TRUE(testing_util::write_mixed_adapters_fixture(dir_).ok());
+    auto w = ModelWeights::open(dir_ + "/attn/model");
+    ASSERT_TRUE(w.ok()) << w.status();
+    weights_ = std::move(*w);
+    // The oracle's run, once.
+    auto cpu = Engine::create(*weights_, create_cpu_backend(), EngineOptions{});
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    ASSERT_TRUE(run(**cpu, &oracle_).ok());
+  }
+  static void TearDownTestSuite() {
+    weights_.reset();
+    fs::remove_all(dir_);
+  }
+
+  static Status run(Engine& e, std::vector<GenerationResult>* out) {
+    LS_ASSIGN_OR_RETURN(auto ids, testing_util::register_mixed_adapters(e, dir_));
+    return generate(e, testing_util::mixed_requests(ids), out);
+  }
+
+  static std::unique_ptr<Engine> make(const std::string& isa, int threads) {
+    BackendOptions bo;
+    bo.cpu_isa = isa;
+    bo.threads = threads;
+    auto b = create_backend("cpu-bf16", bo);
+    EXPECT_TRUE(b.ok()) << b.status();
+    if (!b.ok()) return nullptr;
+    auto e = Engine::create(weights_, std::move(*b), EngineOptions{});
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+
+  // max |a - b| / max |b| over every logit of every request, comparing only
+  // the steps both took along the same tokens.
+  static double max_rel_diff(const std::vector<GenerationResult>& a,
+                             const std::vector<GenerationResult>& b, size_t* same_tokens) {
+    double num = 0, den = 0;
+    *same_tokens = 0;
+    for (size_t r = 0; r < a.size(); ++r) {
+      for (size_t s = 0; s < a[r].logits.size() && s < b[r].logits.size(); ++s) {
+        for (size_t v = 0; v < a[r].logits[s].size(); ++v) {
+          num = std::max(num, std::fabs(double(a[r].logits[s][v]) - b[r].logits[s][v]));
+          den = std::max(den, std::fabs(double(b[r].logits[s][v])));
+        }
+        if (a[r].tokens[s] != b[r].tokens[s]) break;  // later rows see different prefixes
+        ++*same_tokens;
+      }
+    }
+    return num / den;
+  }
+
+  static std::vector<std::string> isas() {
+    std::vector<std::string> out;
+    for (CpuIsa i : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+      if (static_cast<int>(i) <= static_cast<int>(kernels::detect_cpu_isa())) {
+        out.push_back(kernels::cpu_isa_name(i));
+      }
+    }
+    return out;
+  }
+
+  static std::string dir_;
+  static std::shared_ptr<const ModelWeights> weights_;
+  static std::vector<GenerationResult> oracle_;
+};
+
+std::string CpuBf16BackendTest::dir_;
+std::shared_ptr<const ModelWeights> CpuBf16BackendTest::weights_;
+std::vector<GenerationResult> CpuBf16BackendTest::oracle_;
+
+TEST_F(CpuBf16BackendTest, EveryKernelMatchesTheF32Backend) {
+  size_t total = 0;
+  for (const auto& r : oracle_) total += r.tokens.size();
+  for (const std::string& isa : isas()) {
+    SCOPED_TRACE(isa);
+    auto e = make(isa, 2);
+    ASSERT_NE(e, nullptr);
+    std::vector<GenerationResult> got;
+    ASSERT_TRUE(run(*e, &got).ok());
+    ASSERT_EQ(got.size(), oracle_.size());
+    size_t same = 0;
+    const double rel = max_rel_diff(got, oracle_, &same);
+    if (isa == "avx512bf16") {
+      // x rounded to bf16 before each projection: ~2^-9 per product.
+      EXPECT_LT(rel, 2e-2);
+      EXPECT_GT(same, total * 3 / 4) << "greedy tokens drifted early";
+    } else {
+      // bf16 weights are exact in f32: only the summation order differs.
+      EXPECT_LT(rel, 1e-4);
+      EXPECT_EQ(same, total);
+    }
+  }
+}
+
+TEST_F(CpuBf16BackendTest, ThreadCountDoesNotChangeAnyLogit) {
+  // Threads split output columns and token rows, never one dot product.
+  std::vector<GenerationResult> one, three;
+  auto e1 = make("auto", 1);
+  auto e3 = make("auto", 3);
+  ASSERT_TRUE(e1 && e3);
+  ASSERT_TRUE(run(*e1, &one).ok());
+  ASSERT_TRUE(run(*e3, &three).ok());
+  for (size_t r = 0; r < one.size(); ++r) {
+    EXPECT_EQ(one[r].tokens, three[r].tokens) << "request " << r;
+    EXPECT_EQ(one[r].logits, three[r].logits) << "request " << r;
+  }
+}
+
+TEST_F(CpuBf16BackendTest, MixedBatchMatchesEachRequestAlone) {
+  auto together = make("auto", 2);
+  ASSERT_NE(together, nullptr);
+  auto ids = testing_util::register_mixed_adapters(*together, dir_);
+  ASSERT_TRUE(ids.ok());
+  const auto reqs = testing_util::mixed_requests(*ids);
+  std::vector<GenerationResult> batched;
+  ASSERT_TRUE(generate(*together, reqs, &batched).ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto alone_engine = make("auto", 2);
+    ASSERT_NE(alone_engine, nullptr);
+    ASSERT_TRUE(testing_util::register_mixed_adapters(*alone_engine, dir_).ok());
+    GenerationRequest r = reqs[i];
+    r.join_step = 0;
+    r.prefill_chunk = 0;
+    std::vector<GenerationResult> alone;
+    ASSERT_TRUE(generate(*alone_engine, {r}, &alone).ok());
+    EXPECT_EQ(batched[i].tokens, alone[0].tokens) << "request " << i;
+  }
+}
+
+TEST_F(CpuBf16BackendTest, RefusesToMapWeightsItDoesNotShare) {
+  auto b = create_backend("cpu-bf16");
+  ASSERT_TRUE(b.ok());
+  auto e = Engine::create(*weights_, std::move(*b), EngineOptions{});
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), StatusCode::kFailedPrecondition) << e.status();
+}
+
+TEST_F(CpuBf16BackendTest, EngineKeepsTheMappingAlive) {
+  // The caller drops its reference at once; the engine must still read the
+  // checkpoint's pages (ASan would report a use after unmap otherwise, and
+  // the tokens would differ).
+  auto w = ModelWeights::open(dir_ + "/attn/model");
+  ASSERT_TRUE(w.ok());
+  std::shared_ptr<const ModelWeights> shared = std::move(*w);
+  auto b = create_backend("cpu-bf16");
+  ASSERT_TRUE(b.ok());
+  auto e = Engine::create(shared, std::move(*b), EngineOptions{});
+  ASSERT_TRUE(e.ok()) << e.status();
+  shared.reset();
+  std::vector<GenerationResult> got;
+  ASSERT_TRUE(run(**e, &got).ok());
+  EXPECT_EQ(got[0].tokens.size(), oracle_[0].tokens.size());
+}
+
+TEST_F(CpuBf16BackendTest, RefusesUnknownOrMissingInstructionSets) {
+  BackendOptions bo;
+  bo.cpu_isa = "neon";
+  EXPECT_FALSE(create_backend("cpu-bf16", bo).ok());
+  bo.cpu_isa = "auto";
+  bo.threads = -1;
+  EXPECT_FALSE(create_backend("cpu-bf16", bo).ok());
+}
+
+}  // namespace
+}  // namespace loraserve
