@@ -75,17 +75,23 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t units = (n + grain - 1) / grain;
-  const int64_t parts = std::min<int64_t>(units, size());
-  if (parts <= 1) {
+  if (units <= 1 || size() == 1) {
     fn(0, n);
     return;
   }
-  run_on_all([&](int w) {
-    if (w >= parts) return;
-    // Units shared out as evenly as whole units allow.
-    const int64_t u0 = units * w / parts, u1 = units * (w + 1) / parts;
-    const int64_t b = u0 * grain, e = std::min(n, u1 * grain);
-    if (b < e) fn(b, e);
+  // A few chunks per thread, taken in order from a shared counter: a worker
+  // that wakes late, or a core the OS lends elsewhere for a moment, takes
+  // fewer chunks instead of holding everyone up at the end.
+  const int64_t chunk_units = (units + kChunksPerThread * size() - 1) / (kChunksPerThread * size());
+  const int64_t chunks = (units + chunk_units - 1) / chunk_units;
+  std::atomic<int64_t> next{0};
+  run_on_all([&](int) {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
+         c = next.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t b = c * chunk_units * grain;
+      const int64_t e = std::min(n, (c + 1) * chunk_units * grain);
+      fn(b, e);
+    }
   });
 }
 

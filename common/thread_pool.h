@@ -32,8 +32,10 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Runs fn(begin, end) over [0, n) split into at most size() contiguous
-  // chunks, each a multiple of `grain` long except the last.
+  // Runs fn(begin, end) over [0, n) in contiguous chunks, each a multiple
+  // of `grain` long except the last, about kChunksPerThread per thread,
+  // handed out in order to whichever thread is free.
+  static constexpr int64_t kChunksPerThread = 4;
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
   // Runs fn(worker) once on each of size() threads (worker 0 is the caller).

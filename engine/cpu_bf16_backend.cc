@@ -7,6 +7,8 @@
 // is the f32 cpu backend's: pool, KV cache, adapter images and the order
 // of every op, with the heavy ones (attention, LoRA, sampling, silu) on
 // SIMD and all ops split over one ThreadPool (--threads).
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -27,6 +29,7 @@ class CpuBf16Backend final : public CpuBackend {
  public:
   CpuBf16Backend(int threads, CpuIsa isa) : threads_(threads), isa_(isa) {}
   ~CpuBf16Backend() override {
+    if (profile_) print_profile();
     for (void* p : owned_bf16_) std::free(p);
   }
 
@@ -74,7 +77,7 @@ class CpuBf16Backend final : public CpuBackend {
     CpuBackend::release(t);
   }
 
-  Status embedding(const Tensor& table, Tensor out) override {
+  Status embedding_impl(const Tensor& table, Tensor out) {
     if (table.dtype != DType::kBF16) return CpuBackend::embedding(table, out);
     if (out.cols != table.cols) return invalid_argument("cpu-bf16 backend: embedding width mismatch");
     const int32_t* ids = plan_->token_ids.data();
@@ -90,7 +93,7 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
-  Status linear(const Tensor& x, const Tensor& w, Tensor y) override {
+  Status linear_impl(const Tensor& x, const Tensor& w, Tensor y) {
     if (w.dtype != DType::kBF16) return CpuBackend::linear(x, w, y);
     if (x.cols != w.cols || y.cols != w.rows || x.rows != y.rows) {
       return invalid_argument("cpu-bf16 backend: linear shape mismatch");
@@ -120,8 +123,8 @@ class CpuBf16Backend final : public CpuBackend {
     });
   }
 
-  Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
-              Tensor scratch) override {
+  Status lora_impl(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
+              Tensor scratch) {
     if (segments.empty()) return ok_status();
     segs_.clear();
     for (const LoraSegmentRef& s : segments) {
@@ -170,7 +173,7 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
-  Status attention(int32_t layer, const Tensor& q, Tensor out) override {
+  Status attention_impl(int32_t layer, const Tensor& q, Tensor out) {
     kernels::AttentionParams p;
     p.q = f32(q);
     p.out = f32(out);
@@ -190,19 +193,19 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
-  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override {
-    return run_split(gate.rows, 1, [&](int64_t b, int64_t e) {
-      kernels::SiluMulParams p;
-      p.gate = f32(gate) + b * gate.cols;
-      p.up = f32(up) + b * up.cols;
-      p.out = f32(out) + b * out.cols;
-      p.num_tokens = e - b;
-      p.inter = gate.cols;
-      return kernels::silu_mul_ref(p);
+  Status silu_mul_impl(const Tensor& gate, const Tensor& up, Tensor out) {
+    if (gate.rows != up.rows || gate.rows != out.rows || gate.cols != up.cols ||
+        gate.cols != out.cols) {
+      return invalid_argument("cpu-bf16 backend: silu_mul shape mismatch");
+    }
+    threads_.parallel_for(gate.rows, 1, [&](int64_t b, int64_t e) {
+      kernels::silu_mul_f32(f32(gate) + b * gate.cols, f32(up) + b * up.cols,
+                            f32(out) + b * out.cols, (e - b) * gate.cols, isa_);
     });
+    return ok_status();
   }
 
-  Status rope(Tensor q, Tensor k) override {
+  Status rope_impl(Tensor q, Tensor k) {
     return run_split(q.rows, 1, [&](int64_t b, int64_t e) {
       kernels::RopeParams p;
       p.q = f32(q) + b * q.cols;
@@ -217,8 +220,12 @@ class CpuBf16Backend final : public CpuBackend {
     });
   }
 
-  Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override {
+  Status sample_impl(const Tensor& logits, bool want_logits, SampleResult* out) {
     const int64_t n = logits.rows;
+    if (n > 0 && (plan_->sampling.size() < static_cast<size_t>(n) ||
+                  plan_->sample_steps.size() < static_cast<size_t>(n))) {
+      return invalid_argument("cpu-bf16 backend: fewer sampling configs than logit rows");
+    }
     out->tokens.assign(n, 0);
     out->logprobs.assign(n, 0.0f);
     LS_RETURN_IF_ERROR(run_split(n, 1, [&](int64_t b, int64_t e) {
@@ -230,7 +237,7 @@ class CpuBf16Backend final : public CpuBackend {
       p.steps = plan_->sample_steps.data() + b;
       p.out_tokens = out->tokens.data() + b;
       p.out_logprobs = out->logprobs.data() + b;
-      return kernels::sample_ref(p);
+      return kernels::sample_cpu(p, static_cast<int>(isa_));
     }));
     if (want_logits) {
       out->logits.assign(f32(logits), f32(logits) + n * logits.cols);
@@ -240,7 +247,102 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
+  // --- timed entry points (LORASERVE_PROFILE_OPS=1 prints where steps go) ---
+  Status embedding(const Tensor& table, Tensor out) override {
+    OpTimer t(this, Op::kEmbedding);
+    return embedding_impl(table, out);
+  }
+
+  Status linear(const Tensor& x, const Tensor& w, Tensor y) override {
+    OpTimer t(this, Op::kLinear);
+    return linear_impl(x, w, y);
+  }
+
+  Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
+              Tensor scratch) override {
+    OpTimer t(this, Op::kLora);
+    return lora_impl(x, y, segments, scratch);
+  }
+
+  Status attention(int32_t layer, const Tensor& q, Tensor out) override {
+    OpTimer t(this, Op::kAttention);
+    return attention_impl(layer, q, out);
+  }
+
+  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override {
+    OpTimer t(this, Op::kSiluMul);
+    return silu_mul_impl(gate, up, out);
+  }
+
+  Status rope(Tensor q, Tensor k) override {
+    OpTimer t(this, Op::kRope);
+    return rope_impl(q, k);
+  }
+
+  Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override {
+    OpTimer t(this, Op::kSample);
+    return sample_impl(logits, want_logits, out);
+  }
+
+  Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override {
+    OpTimer t(this, Op::kNorm);
+    return CpuBackend::rmsnorm(x, weight, eps, out);
+  }
+
+  Status add_rmsnorm(Tensor residual, const Tensor& delta, const Tensor& weight, float eps,
+                     Tensor out) override {
+    OpTimer t(this, Op::kNorm);
+    return CpuBackend::add_rmsnorm(residual, delta, weight, eps, out);
+  }
+
+  Status kv_append(int32_t layer, const Tensor& k, const Tensor& v) override {
+    OpTimer t(this, Op::kKvAppend);
+    return CpuBackend::kv_append(layer, k, v);
+  }
+
+  Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) override {
+    OpTimer t(this, Op::kBias);
+    return CpuBackend::linear_bias(x, w, bias, y);
+  }
+
  private:
+  enum class Op { kEmbedding, kLinear, kLora, kAttention, kSiluMul, kRope, kSample, kNorm,
+                  kKvAppend, kBias, kCount };
+  static const char* op_name(Op op) {
+    static const char* names[] = {"embedding", "linear", "lora", "attention", "silu_mul",
+                                  "rope", "sample", "rmsnorm", "kv_append", "linear_bias"};
+    return names[static_cast<int>(op)];
+  }
+  struct OpTimer {
+    OpTimer(CpuBf16Backend* b, Op op) : b_(b), op_(op) {
+      if (b_->profile_) t0_ = std::chrono::steady_clock::now();
+    }
+    ~OpTimer() {
+      if (!b_->profile_) return;
+      b_->op_ns_[static_cast<int>(op_)] +=
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0_).count();
+      b_->op_calls_[static_cast<int>(op_)]++;
+    }
+    CpuBf16Backend* b_;
+    Op op_;
+    std::chrono::steady_clock::time_point t0_;
+  };
+  void print_profile() const {
+    int64_t total = 0;
+    for (int64_t ns : op_ns_) total += ns;
+    if (total == 0) return;
+    std::fprintf(stderr, "cpu-bf16 op profile (LORASERVE_PROFILE_OPS): %.1f ms in ops\n", total / 1e6);
+    for (int i = 0; i < static_cast<int>(Op::kCount); ++i) {
+      if (op_calls_[i] == 0) continue;
+      std::fprintf(stderr, "  %-12s %9.1f ms %5.1f%% %8lld calls\n", op_name(static_cast<Op>(i)),
+                   op_ns_[i] / 1e6, 100.0 * op_ns_[i] / total, static_cast<long long>(op_calls_[i]));
+    }
+  }
+  // linear_bias is timed as a whole; its linear() call inside is counted too.
+  bool profile_ = std::getenv("LORASERVE_PROFILE_OPS") != nullptr;
+  int64_t op_ns_[static_cast<int>(Op::kCount)] = {};
+  int64_t op_calls_[static_cast<int>(Op::kCount)] = {};
+
   // parallel_for whose chunks return Status: the first error wins.
   template <typename Fn>
   Status run_split(int64_t n, int64_t grain, Fn&& fn) {

@@ -1,9 +1,9 @@
 // The cpu-bf16 backend's attention: attention_ref's math over the f32 paged
-// KV cache, with the dot products and the weighted sum of V rows on SIMD
-// (kernels/gemm/gemm_bf16.h's dot_f32 / axpy_f32) and the tokens split
-// between threads by the caller.
+// KV cache (scores, softmax with the maximum subtracted, weighted sum of V
+// rows), with each step on SIMD (kernels/gemm/gemm_bf16.h) and the K/V row
+// addresses of a token's sequence looked up once for all its heads. The
+// caller splits the tokens between threads.
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "kernels/attention/attention.h"
@@ -16,28 +16,25 @@ void attention_cpu_tokens(const AttentionParams& p, int isa_int, int64_t t_begin
   const int64_t d = p.head_dim;
   const int64_t group = p.num_q_heads / p.num_kv_heads;
   const int64_t q_dim = p.num_q_heads * d;
+  std::vector<const float*> k_rows, v_rows;
   std::vector<float> scores;
   std::vector<float> acc(static_cast<size_t>(d));
   for (int64_t t = t_begin; t < t_end; ++t) {
     const int32_t seq = p.token_seq[t];
-    const int32_t last = p.positions[t];
-    scores.resize(static_cast<size_t>(last) + 1);
+    const int64_t n = static_cast<int64_t>(p.positions[t]) + 1;
+    k_rows.resize(static_cast<size_t>(n));
+    v_rows.resize(static_cast<size_t>(n));
+    scores.resize(static_cast<size_t>(n));
+    for (int32_t j = 0; j < n; ++j) {
+      k_rows[j] = p.kv.k_row(seq, j);
+      v_rows[j] = p.kv.v_row(seq, j);
+    }
     for (int64_t h = 0; h < p.num_q_heads; ++h) {
       const int64_t off = t * q_dim + h * d;
       const int64_t kv_off = (h / group) * d;
-      const float* q = p.q + off;
-      float max_score = -INFINITY;
-      for (int32_t j = 0; j <= last; ++j) {
-        scores[j] = dot_f32(q, p.kv.k_row(seq, j) + kv_off, d, isa) * p.scale;
-        max_score = std::max(max_score, scores[j]);
-      }
-      float denom = 0.0f;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int32_t j = 0; j <= last; ++j) {
-        const float w = std::exp(scores[j] - max_score);
-        denom += w;
-        axpy_f32(w, p.kv.v_row(seq, j) + kv_off, acc.data(), d, isa);
-      }
+      dot_rows_f32(p.q + off, k_rows.data(), kv_off, n, d, p.scale, scores.data(), isa);
+      const float denom = softmax_exp_f32(scores.data(), n, isa);
+      weighted_rows_sum_f32(scores.data(), v_rows.data(), kv_off, n, d, acc.data(), isa);
       // `acc` is a scratch copy, so `out` may alias `q`.
       const float inv = 1.0f / denom;
       for (int64_t i = 0; i < d; ++i) p.out[off + i] = acc[i] * inv;

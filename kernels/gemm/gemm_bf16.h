@@ -44,6 +44,29 @@ void f32_to_bf16_rows(const float* src, uint16_t* dst, int64_t n, CpuIsa isa);
 float dot_f32(const float* a, const float* b, int64_t n, CpuIsa isa);
 void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa);
 
+// Row statistics for greedy sampling over a vocab-long row: whether every
+// value is finite, the first index of the maximum, and log(sum(exp(x - max))).
+struct RowSoftmaxStats {
+  bool finite = true;
+  int64_t argmax = 0;
+  float max = 0.0f;
+  double log_sum_exp = 0.0;  // of x - max
+};
+RowSoftmaxStats row_softmax_stats(const float* x, int64_t n, CpuIsa isa);
+
+// out[i] = silu(gate[i]) * up[i] with silu(g) = g / (1 + exp(-g)).
+void silu_mul_f32(const float* gate, const float* up, float* out, int64_t n, CpuIsa isa);
+
+// Attention over KV rows that are not contiguous (paged): out[j] = scale *
+// dot(q, rows[j] + offset) for j < n; softmax_exp turns scores into
+// exp(s - max) in place and returns their sum; weighted_rows_sum sets
+// out = sum_j w[j] * (rows[j] + offset), d elements each.
+void dot_rows_f32(const float* q, const float* const* rows, int64_t offset, int64_t n, int64_t d,
+                  float scale, float* out, CpuIsa isa);
+float softmax_exp_f32(float* s, int64_t n, CpuIsa isa);
+void weighted_rows_sum_f32(const float* w, const float* const* rows, int64_t offset, int64_t n,
+                           int64_t d, float* out, CpuIsa isa);
+
 // Per-ISA entry points (gemm_bf16_<isa>.cc); callers use gemm_bf16_cpu.
 namespace detail {
 void gemm_bf16_avx512bf16(const GemmBf16Params& p);
@@ -54,6 +77,15 @@ float dot_f32_avx512(const float* a, const float* b, int64_t n);
 void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n);
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
 void axpy_f32_avx2(float alpha, const float* x, float* y, int64_t n);
+// max and first argmax (finite inputs), sum of exp(x - max) in f32 lanes.
+void max_argmax_avx512(const float* x, int64_t n, float* max, int64_t* argmax, bool* finite);
+double sum_exp_avx512(const float* x, int64_t n, float shift);
+void silu_mul_avx512(const float* gate, const float* up, float* out, int64_t n);
+void dot_rows_avx512(const float* q, const float* const* rows, int64_t offset, int64_t n,
+                     int64_t d, float scale, float* out);
+float softmax_exp_avx512(float* s, int64_t n);
+void weighted_rows_sum_avx512(const float* w, const float* const* rows, int64_t offset, int64_t n,
+                              int64_t d, float* out);
 }  // namespace detail
 
 }  // namespace loraserve::kernels

@@ -175,4 +175,176 @@ void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n) {
   }
 }
 
+namespace {
+
+// exp(x) for x <= 0 down to -87 (below: 0): Cephes' range reduction
+// x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for exp(r), then 2^n by
+// scalef. Relative error about 2e-7.
+inline __m512 exp_ps(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 r2 = _mm512_mul_ps(r, r);
+  y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(y, n);
+}
+
+}  // namespace
+
+void max_argmax_avx512(const float* x, int64_t n, float* max_out, int64_t* argmax_out,
+                       bool* finite_out) {
+  // Pass 1: the maximum and whether anything is NaN or infinite (x - x is 0
+  // exactly for finite x, NaN otherwise).
+  __m512 vmax = _mm512_set1_ps(-__builtin_inff());
+  __m512 bad = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    vmax = _mm512_max_ps(vmax, v);
+    bad = _mm512_add_ps(bad, _mm512_sub_ps(v, v));
+  }
+  float m = _mm512_reduce_max_ps(vmax);
+  float b = _mm512_reduce_add_ps(bad);
+  for (; i < n; ++i) {
+    m = x[i] > m ? x[i] : m;
+    b += x[i] - x[i];
+  }
+  *finite_out = b == 0.0f;
+  *max_out = m;
+  // Pass 2: the first index holding it (lowest id wins ties, as argmax does).
+  const __m512 vm = _mm512_set1_ps(m);
+  for (i = 0; i + 16 <= n; i += 16) {
+    const __mmask16 eq = _mm512_cmpeq_ps_mask(_mm512_loadu_ps(x + i), vm);
+    if (eq) {
+      *argmax_out = i + __builtin_ctz(eq);
+      return;
+    }
+  }
+  for (; i < n; ++i) {
+    if (x[i] == m) {
+      *argmax_out = i;
+      return;
+    }
+  }
+  *argmax_out = 0;
+}
+
+double sum_exp_avx512(const float* x, int64_t n, float shift) {
+  const __m512 s = _mm512_set1_ps(shift);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm512_add_ps(acc0, exp_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), s)));
+    acc1 = _mm512_add_ps(acc1, exp_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), s)));
+  }
+  double total = static_cast<double>(_mm512_reduce_add_ps(acc0)) + _mm512_reduce_add_ps(acc1);
+  for (; i < n; i += 16) {
+    const int64_t left = n - i;
+    const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xffff)
+                                      : static_cast<__mmask16>((1u << left) - 1);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), s));
+    total += _mm512_mask_reduce_add_ps(mask, e);
+  }
+  return total;
+}
+
+void silu_mul_avx512(const float* gate, const float* up, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t left = n - i;
+    const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xffff)
+                                      : static_cast<__mmask16>((1u << left) - 1);
+    const __m512 g = _mm512_maskz_loadu_ps(mask, gate + i);
+    const __m512 u = _mm512_maskz_loadu_ps(mask, up + i);
+    // g / (1 + exp(-g)); exp_ps clamps -g at 88, where the quotient is 0 anyway.
+    const __m512 den = _mm512_add_ps(one, exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), g)));
+    _mm512_mask_storeu_ps(out + i, mask, _mm512_mul_ps(_mm512_div_ps(g, den), u));
+  }
+}
+
+namespace {
+inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+}
+}  // namespace
+
+void dot_rows_avx512(const float* q, const float* const* rows, int64_t offset, int64_t n,
+                     int64_t d, float scale, float* out) {
+  if (d == 64) {  // the common head size: q stays in four registers
+    const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
+                 q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
+    for (int64_t j = 0; j < n; ++j) {
+      const float* k = rows[j] + offset;
+      __m512 a = _mm512_mul_ps(q0, _mm512_loadu_ps(k));
+      __m512 b = _mm512_mul_ps(q1, _mm512_loadu_ps(k + 16));
+      a = _mm512_fmadd_ps(q2, _mm512_loadu_ps(k + 32), a);
+      b = _mm512_fmadd_ps(q3, _mm512_loadu_ps(k + 48), b);
+      out[j] = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) * scale;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const float* k = rows[j] + offset;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = tail_mask(d - i);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, k + i), acc);
+    }
+    out[j] = _mm512_reduce_add_ps(acc) * scale;
+  }
+}
+
+float softmax_exp_avx512(float* s, int64_t n) {
+  __m512 vmax = _mm512_set1_ps(-__builtin_inff());
+  for (int64_t i = 0; i < n; i += 16) {
+    vmax = _mm512_mask_max_ps(vmax, tail_mask(n - i), vmax, _mm512_maskz_loadu_ps(tail_mask(n - i), s + i));
+  }
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + i), m));
+    _mm512_mask_storeu_ps(s + i, k, e);
+    sum = _mm512_mask_add_ps(sum, k, sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+void weighted_rows_sum_avx512(const float* w, const float* const* rows, int64_t offset, int64_t n,
+                              int64_t d, float* out) {
+  if (d == 64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t j = 0; j < n; ++j) {
+      const float* v = rows[j] + offset;
+      const __m512 wj = _mm512_set1_ps(w[j]);
+      a0 = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v), a0);
+      a1 = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v + 16), a1);
+      a2 = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v + 32), a2);
+      a3 = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v + 48), a3);
+    }
+    _mm512_storeu_ps(out, a0);
+    _mm512_storeu_ps(out + 16, a1);
+    _mm512_storeu_ps(out + 32, a2);
+    _mm512_storeu_ps(out + 48, a3);
+    return;
+  }
+  for (int64_t i = 0; i < d; i += 16) {
+    const __mmask16 k = tail_mask(d - i);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_maskz_loadu_ps(k, rows[j] + offset + i), acc);
+    }
+    _mm512_mask_storeu_ps(out + i, k, acc);
+  }
+}
+
 }  // namespace loraserve::kernels::detail

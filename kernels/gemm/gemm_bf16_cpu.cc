@@ -1,5 +1,6 @@
 // gemm_bf16: run-time dispatch, argument checks, and the scalar kernel.
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "common/dtype.h"
@@ -109,6 +110,70 @@ float dot_f32(const float* a, const float* b, int64_t n, CpuIsa isa) {
   float s = 0.0f;
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
+}
+
+RowSoftmaxStats row_softmax_stats(const float* x, int64_t n, CpuIsa isa) {
+  RowSoftmaxStats st;
+  if (n <= 0) return st;
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::max_argmax_avx512(x, n, &st.max, &st.argmax, &st.finite);
+    if (st.finite) st.log_sum_exp = std::log(detail::sum_exp_avx512(x, n, st.max));
+    return st;
+  }
+  st.max = x[0];
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x[i])) {
+      st.finite = false;
+      return st;
+    }
+    if (x[i] > st.max) {
+      st.max = x[i];
+      st.argmax = i;
+    }
+  }
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - st.max);
+  st.log_sum_exp = std::log(sum);
+  return st;
+}
+
+void silu_mul_f32(const float* gate, const float* up, float* out, int64_t n, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::silu_mul_avx512(gate, up, out, n);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void dot_rows_f32(const float* q, const float* const* rows, int64_t offset, int64_t n, int64_t d,
+                  float scale, float* out, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::dot_rows_avx512(q, rows, offset, n, d, scale, out);
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) out[j] = dot_f32(q, rows[j] + offset, d, isa) * scale;
+}
+
+float softmax_exp_f32(float* s, int64_t n, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) return detail::softmax_exp_avx512(s, n);
+  float m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
+  float sum = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - m);
+    sum += s[j];
+  }
+  return sum;
+}
+
+void weighted_rows_sum_f32(const float* w, const float* const* rows, int64_t offset, int64_t n,
+                           int64_t d, float* out, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::weighted_rows_sum_avx512(w, rows, offset, n, d, out);
+    return;
+  }
+  std::fill(out, out + d, 0.0f);
+  for (int64_t j = 0; j < n; ++j) axpy_f32(w[j], rows[j] + offset, out, d, isa);
 }
 
 void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa) {

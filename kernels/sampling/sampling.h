@@ -36,6 +36,13 @@ constexpr int32_t kNonFiniteRow = -1;
 
 Status sample_ref(const SampleParams& p);
 
+// The cpu-bf16 backend's sampler: sample_ref's results (same tokens; the
+// logprob to ~1e-5) with greedy rows done in two SIMD passes over the row
+// (finite check + max + first argmax, then the log-sum-exp) instead of a
+// log-softmax in double; other rows go through sample_ref. `isa` is a
+// CpuIsa (kernels/gemm/gemm_bf16.h) as an int.
+Status sample_cpu(const SampleParams& p, int isa);
+
 // A uniform float in [0, 1) from (seed, step): splitmix64 of the mixed pair.
 float sampling_uniform(uint64_t seed, uint64_t step);
 

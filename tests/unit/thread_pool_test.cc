@@ -25,7 +25,7 @@ TEST(ThreadPool, EveryIndexRunsExactlyOnceInGrainAlignedChunks) {
           chunks.emplace_back(b, e);
         });
         for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << i;
-        EXPECT_LE(chunks.size(), static_cast<size_t>(threads));
+        EXPECT_LE(chunks.size(), static_cast<size_t>(ThreadPool::kChunksPerThread * threads));
         for (auto [b, e] : chunks) {
           EXPECT_EQ(b % grain, 0) << "chunk [" << b << "," << e << ")";
           EXPECT_TRUE(e == n || e % grain == 0) << "chunk [" << b << "," << e << ")";
