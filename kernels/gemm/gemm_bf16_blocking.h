@@ -21,7 +21,7 @@ constexpr int64_t kGemmBf16RowChunk = 128;
 template <class Tile>
 inline void gemm_bf16_blocked(const GemmBf16Params& p) {
   const int64_t n_end = p.n_end < 0 ? p.n : p.n_end;
-  const int64_t kc_max = p.m > 4 ? 2048 : p.k;
+  const int64_t kc_max = p.m > 16 ? 2048 : p.k;
   const int64_t mc_max = kGemmBf16RowChunk;
   for (int64_t m0 = 0; m0 < p.m; m0 += mc_max) {
     const int64_t mc = p.m - m0 < mc_max ? p.m - m0 : mc_max;
