@@ -6,9 +6,10 @@
 namespace loraserve {
 
 namespace {
-// How long a worker spins for the next job before it sleeps on the
-// condition variable; a decode step's ops follow each other closer than this.
-constexpr auto kSpin = std::chrono::microseconds(200);
+// How long a worker spins for the next job (and the caller for the last
+// worker) before sleeping on a condition variable; a decode step's ops
+// follow each other closer than this.
+constexpr auto kSpin = std::chrono::microseconds(100);
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -50,7 +51,10 @@ void ThreadPool::worker_loop(int index) {
       job = job_;
     }
     (*job)(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (caller_waiting_) done_.notify_one();
+    }
   }
 }
 
@@ -67,7 +71,17 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
   }
   wake_.notify_all();
   fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  while (pending_.load(std::memory_order_acquire) != 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::unique_lock<std::mutex> lock(mu_);
+      caller_waiting_ = true;
+      done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+      caller_waiting_ = false;
+      return;
+    }
+    for (int i = 0; i < 16; ++i) cpu_relax();
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,

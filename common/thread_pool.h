@@ -5,7 +5,10 @@
 //
 // A step issues a few hundred parallel_for calls, each a few tens of
 // microseconds to milliseconds long, so workers spin briefly before they
-// sleep: waking a sleeping thread costs about as much as a small op.
+// sleep: waking a sleeping thread costs about as much as a small op. The
+// caller spins briefly for stragglers too, then sleeps: on a machine shared
+// with other processes a descheduled worker must not cost a whole time
+// slice of spinning.
 //
 // Threading: parallel_for is called from one thread at a time (the engine's
 // step loop); it returns when every chunk has run.
@@ -47,6 +50,8 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;
+  std::condition_variable done_;  // the caller sleeps here when workers are slow
+  bool caller_waiting_ = false;
   const std::function<void(int)>* job_ = nullptr;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};

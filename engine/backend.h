@@ -172,7 +172,7 @@ struct BackendOptions {
 
 // "cpu" (f32 reference) always; "cpu-bf16" (bf16 weights in place, SIMD,
 // threads) always; "cuda" when built with CUDA and a device is present;
-// "auto" picks the cpu backend (see create_backend's comment).
+// "auto" picks cpu-bf16 (see create_backend's comment).
 StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name,
                                                   const BackendOptions& options = {});
 std::unique_ptr<Backend> create_cpu_backend();

@@ -70,13 +70,15 @@ int main(int argc, char** argv) {
   }
   auto weights = ModelWeights::open(model);
   if (!weights.ok()) return die(weights.status());
-  auto backend = create_backend("cpu");
+  // The backend `loraserve generate` picks too: the test compares with it.
+  auto backend = create_backend("auto");
   if (!backend.ok()) return die(backend.status());
   EngineOptions eo;
   eo.pool_bytes = 64ll << 20;
   eo.max_batch_tokens = 512;
   eo.max_batch_seqs = 64;
-  auto engine = Engine::create(**weights, std::move(*backend), eo);
+  auto engine = Engine::create(std::shared_ptr<const ModelWeights>(std::move(*weights)),
+                               std::move(*backend), eo);
   if (!engine.ok()) return die(engine.status());
   SchedulerOptions so;
   auto scheduler = Scheduler::create(engine->get(), so);
