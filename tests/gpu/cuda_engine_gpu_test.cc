@@ -36,12 +36,13 @@ TEST(CudaBackendFactory, CudaOnlyWithADevice) {
     ASSERT_TRUE(cuda.ok()) << cuda.status();
     EXPECT_EQ((*cuda)->name(), "cuda");
     EXPECT_EQ((*cuda)->activation_dtype(), DType::kBF16);
-    // "auto" stays on cpu until this suite has passed on a device (engine/backend.cc).
-    EXPECT_EQ((*autob)->name(), "cpu");
+    // "auto" stays on the CPU (cpu-bf16) until this suite has passed on a
+    // device (engine/backend.cc).
+    EXPECT_EQ((*autob)->name(), "cpu-bf16");
     EXPECT_GT((*cuda)->available_memory_bytes(), 0);
   } else {
     EXPECT_EQ(cuda.status().code(), StatusCode::kUnavailable) << cuda.status();
-    EXPECT_EQ((*autob)->name(), "cpu");
+    EXPECT_EQ((*autob)->name(), "cpu-bf16");
   }
 }
 
