@@ -14,18 +14,18 @@ mkdir -p "$OUT"
 [ -f "$OUT/l1b/model/model.safetensors" ] || "$BIN/loraserve" synth --preset llama3.2-1b \
   --out "$OUT/l1b" --adapters 1 --ranks 16 --seed 7 > /dev/null
 common=(--model "$OUT/l1b/model" --adapter "$OUT/l1b/adapters/adapter-000" --batches 1,8,16
-        --context 64 --decode-steps 16 --prefill 128 --prefill-reps 3 --pool-mb 512
-        --threads "$THREADS")
+        --context 64 --prefill 128 --pool-mb 512 --threads "$THREADS")
 runs=()
 if [ "${SKIP_F32:-0}" != 1 ]; then
   "$BIN/engine_bench" "${common[@]}" --backend cpu --decode-steps 4 --prefill-reps 1 \
     --json "$OUT/cpu.json" > "$OUT/cpu.log"
   runs+=(cpu)
 fi
-isas=$(python3 -c 'import sys; print(" ".join(sys.argv[1:]))' avx512bf16 avx512 avx2)
+isas=${ISAS:-avx512bf16 avx512 avx2}
 for r in $(seq 1 "$REPEAT"); do
   for isa in $isas; do
-    if "$BIN/engine_bench" "${common[@]}" --backend cpu-bf16 --cpu-isa "$isa" \
+    if "$BIN/engine_bench" "${common[@]}" --backend cpu-bf16 --cpu-isa "$isa" --decode-steps 16 \
+         --prefill-reps 3 \
          --json "$OUT/bf16-$isa-$r.json" > "$OUT/bf16-$isa-$r.log" 2>&1; then
       runs+=("bf16-$isa-$r")
     fi

@@ -5,10 +5,11 @@
 //   decode  B sequences with `--context` tokens of KV each, then timed decode
 //           steps (one token per sequence): base model only, and every
 //           sequence with its own adapter (distinct pool images; the same
-//           weights registered under N ids). Ratio lora / base per batch.
-//           Batch 1 is also compared with the roofline: bytes of weights a
-//           decode step reads (all but the embedding table) over the copy
-//           bandwidth measured in the same run (cuda backend only).
+//           weights registered under N ids), the two kinds of steps
+//           alternating. Ratio lora / base per batch. Batch 1 is also
+//           compared with the roofline: bf16 bytes of weights a decode step
+//           reads over the bandwidth measured in the same run (cuda: device
+//           copy; cpu backends: a multi-threaded host read of 512 MiB).
 //   prefill one sequence, one chunk of `--prefill` tokens, base and LoRA:
 //           tokens/s and the ratio.
 //
@@ -203,26 +204,34 @@ struct Bench {
     return ids;
   }
 
-  double decode_ms(int batch, bool lora) {
-    std::vector<int64_t> ids = start(batch, lora);
-    std::vector<int32_t> last(ids.size(), 5);
-    std::vector<double> times;
+  // Median decode step (ms) of `batch` sequences without adapters and of
+  // `batch` sequences each on its own adapter. The two kinds of steps
+  // alternate, so that a slow stretch of a shared machine hits both alike
+  // and their ratio stays meaningful.
+  std::pair<double, double> decode_ms(int batch) {
+    std::vector<int64_t> ids[2] = {start(batch, false), start(batch, true)};
+    std::vector<int32_t> last[2] = {std::vector<int32_t>(ids[0].size(), 5),
+                                    std::vector<int32_t>(ids[1].size(), 5)};
+    std::vector<double> times[2];
     for (int step = 0; step < f.decode_steps + 2; ++step) {
-      std::vector<SequenceStep> b(ids.size());
-      for (size_t i = 0; i < ids.size(); ++i) {
-        b[i].seq_id = ids[i];
-        b[i].tokens = {last[i]};
-        b[i].step = static_cast<uint64_t>(step);
+      for (int kind = 0; kind < 2; ++kind) {
+        std::vector<SequenceStep> b(ids[kind].size());
+        for (size_t i = 0; i < ids[kind].size(); ++i) {
+          b[i].seq_id = ids[kind][i];
+          b[i].tokens = {last[kind][i]};
+          b[i].step = static_cast<uint64_t>(step);
+        }
+        std::vector<SequenceResult> res;
+        const auto t0 = Clock::now();
+        CHECK_OK(engine->step(b, &res), "decode step");
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (step >= 2) times[kind].push_back(ms);  // the first steps warm up
+        for (size_t i = 0; i < res.size(); ++i) last[kind][i] = res[i].token;
       }
-      std::vector<SequenceResult> res;
-      const auto t0 = Clock::now();
-      CHECK_OK(engine->step(b, &res), "decode step");
-      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      if (step >= 2) times.push_back(ms);  // the first steps warm up
-      for (size_t i = 0; i < res.size(); ++i) last[i] = res[i].token;
     }
-    for (int64_t id : ids) engine->end_sequence(id);
-    return median(times);
+    for (const auto& kind : ids)
+      for (int64_t id : kind) engine->end_sequence(id);
+    return {median(times[0]), median(times[1])};
   }
 
   double prefill_ms(bool lora) {
@@ -322,12 +331,11 @@ int run(const Flags& flags) {
   b.out["weight_bytes"] = decode_weight_bytes(cfg);
   b.out["context"] = flags.context;
 
-  b.decode_ms(1, true);  // warm-up: first launches, allocator growth, caches
+  b.decode_ms(1);  // warm-up: first launches, allocator growth, caches
   std::printf("\n== decode step (context %d, median of %d steps)\n", flags.context, flags.decode_steps);
   std::printf("%6s %12s %12s %10s %14s\n", "batch", "base ms", "lora ms", "lora/base", "base tok/s");
   for (int batch : flags.batches) {
-    const double base = b.decode_ms(batch, false);
-    const double lora = b.decode_ms(batch, true);
+    const auto [base, lora] = b.decode_ms(batch);
     std::printf("%6d %12.3f %12.3f %10.3f %14.0f\n", batch, base, lora, lora / base,
                 batch * 1000.0 / base);
     b.out["decode"].push_back(
