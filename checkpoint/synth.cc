@@ -237,6 +237,18 @@ StatusOr<ModelConfig> synth_preset(const std::string& name) {
     c.bos_token_id = endoftext;
     c.eos_token_id = endoftext + 2;
   };
+  // Llama 3.x: theta 500000, the llama3 rope scaling, <|begin_of_text|> / <|end_of_text|>.
+  auto llama3 = [&](float rope_factor) {
+    c.rope_theta = 500000.0;
+    kernels::Llama3RopeScaling s;
+    s.factor = rope_factor;
+    s.low_freq_factor = 1.0f;
+    s.high_freq_factor = 4.0f;
+    s.original_max_position_embeddings = 8192;
+    c.rope_scaling = s;
+    c.bos_token_id = 128000;
+    c.eos_token_id = 128001;
+  };
   if (name == "tiny") {
     c.hidden_size = 256;
     c.num_hidden_layers = 4;
@@ -261,15 +273,7 @@ StatusOr<ModelConfig> synth_preset(const std::string& name) {
     c.intermediate_size = 14336;
     c.vocab_size = 128256;
     c.max_position_embeddings = 131072;
-    c.rope_theta = 500000.0;
-    kernels::Llama3RopeScaling s;
-    s.factor = 8.0f;
-    s.low_freq_factor = 1.0f;
-    s.high_freq_factor = 4.0f;
-    s.original_max_position_embeddings = 8192;
-    c.rope_scaling = s;
-    c.bos_token_id = 128000;
-    c.eos_token_id = 128001;
+    llama3(8.0f);
   } else if (name == "llama3.2-1b") {  // Llama-3.2-1B: 1.24B parameters, tied embeddings
     c.hidden_size = 2048;
     c.num_hidden_layers = 16;
@@ -278,16 +282,8 @@ StatusOr<ModelConfig> synth_preset(const std::string& name) {
     c.intermediate_size = 8192;
     c.vocab_size = 128256;
     c.max_position_embeddings = 131072;
-    c.rope_theta = 500000.0;
     c.tie_word_embeddings = true;
-    kernels::Llama3RopeScaling s;
-    s.factor = 32.0f;
-    s.low_freq_factor = 1.0f;
-    s.high_freq_factor = 4.0f;
-    s.original_max_position_embeddings = 8192;
-    c.rope_scaling = s;
-    c.bos_token_id = 128000;
-    c.eos_token_id = 128001;
+    llama3(32.0f);
   } else if (name == "mistral-nemo-12b") {  // head_dim 128: q_dim 4096 != hidden 5120
     c.family = ModelFamily::kMistral;
     c.model_type = "mistral";

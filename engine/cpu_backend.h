@@ -163,42 +163,10 @@ class CpuBackend : public Backend {
   Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
               Tensor scratch) override {
     if (segments.empty()) return ok_status();
-    segs_.clear();
-    for (const LoraSegmentRef& s : segments) {
-      kernels::PagedLoraSegment k;
-      k.begin = s.begin;
-      k.end = s.end;
-      k.rank = s.rank;
-      k.scale = s.scale;
-      k.page_ids = s.page_ids;
-      k.a_offset = s.a_offset;
-      k.bt_offset = s.bt_offset;
-      segs_.push_back(k);
-    }
-    const int64_t page_elems = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
     kernels::PagedLoraShrinkParams sp;
-    sp.x = f32(x);
-    sp.x_stride = x.cols;
-    sp.v = f32(scratch);
-    sp.v_stride = scratch.cols;
-    sp.in_dim = x.cols;
-    sp.num_tokens = x.rows;
-    sp.pool = pool_;
-    sp.page_elems = page_elems;
-    sp.segments = segs_.data();
-    sp.num_segments = static_cast<int32_t>(segs_.size());
-    LS_RETURN_IF_ERROR(kernels::lora_shrink_paged_ref(sp));
     kernels::PagedLoraExpandParams ep;
-    ep.v = f32(scratch);
-    ep.v_stride = scratch.cols;
-    ep.y = f32(y);
-    ep.y_stride = y.cols;
-    ep.out_dim = y.cols;
-    ep.num_tokens = y.rows;
-    ep.pool = pool_;
-    ep.page_elems = page_elems;
-    ep.segments = segs_.data();
-    ep.num_segments = sp.num_segments;
+    lora_params(x, y, segments, scratch, &sp, &ep);
+    LS_RETURN_IF_ERROR(kernels::lora_shrink_paged_ref(sp));
     return kernels::lora_expand_paged_ref(ep);
   }
 
@@ -326,6 +294,46 @@ class CpuBackend : public Backend {
   }
 
  protected:
+  // The shrink and expand parameters of lora() over this backend's pool
+  // (the segments are kept in segs_ until the next call).
+  void lora_params(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
+                   Tensor scratch, kernels::PagedLoraShrinkParams* sp,
+                   kernels::PagedLoraExpandParams* ep) {
+    segs_.clear();
+    for (const LoraSegmentRef& s : segments) {
+      kernels::PagedLoraSegment k;
+      k.begin = s.begin;
+      k.end = s.end;
+      k.rank = s.rank;
+      k.scale = s.scale;
+      k.page_ids = s.page_ids;
+      k.a_offset = s.a_offset;
+      k.bt_offset = s.bt_offset;
+      segs_.push_back(k);
+    }
+    const int64_t page_elems = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
+    sp->x = f32(x);
+    sp->x_stride = x.cols;
+    sp->v = f32(scratch);
+    sp->v_stride = scratch.cols;
+    sp->in_dim = x.cols;
+    sp->num_tokens = x.rows;
+    sp->pool = pool_;
+    sp->page_elems = page_elems;
+    sp->segments = segs_.data();
+    sp->num_segments = static_cast<int32_t>(segs_.size());
+    ep->v = f32(scratch);
+    ep->v_stride = scratch.cols;
+    ep->y = f32(y);
+    ep->y_stride = y.cols;
+    ep->out_dim = y.cols;
+    ep->num_tokens = y.rows;
+    ep->pool = pool_;
+    ep->page_elems = page_elems;
+    ep->segments = segs_.data();
+    ep->num_segments = sp->num_segments;
+  }
+
   static size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
   kernels::PagedKvView kv_view(int32_t layer) const {

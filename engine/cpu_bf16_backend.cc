@@ -126,42 +126,10 @@ class CpuBf16Backend final : public CpuBackend {
   Status lora_impl(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
               Tensor scratch) {
     if (segments.empty()) return ok_status();
-    segs_.clear();
-    for (const LoraSegmentRef& s : segments) {
-      kernels::PagedLoraSegment k;
-      k.begin = s.begin;
-      k.end = s.end;
-      k.rank = s.rank;
-      k.scale = s.scale;
-      k.page_ids = s.page_ids;
-      k.a_offset = s.a_offset;
-      k.bt_offset = s.bt_offset;
-      segs_.push_back(k);
-    }
-    const int64_t page_elems = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
     kernels::PagedLoraShrinkParams sp;
-    sp.x = f32(x);
-    sp.x_stride = x.cols;
-    sp.v = f32(scratch);
-    sp.v_stride = scratch.cols;
-    sp.in_dim = x.cols;
-    sp.num_tokens = x.rows;
-    sp.pool = pool_;
-    sp.page_elems = page_elems;
-    sp.segments = segs_.data();
-    sp.num_segments = static_cast<int32_t>(segs_.size());
-    LS_RETURN_IF_ERROR(kernels::validate_lora_shrink_paged(sp));
     kernels::PagedLoraExpandParams ep;
-    ep.v = f32(scratch);
-    ep.v_stride = scratch.cols;
-    ep.y = f32(y);
-    ep.y_stride = y.cols;
-    ep.out_dim = y.cols;
-    ep.num_tokens = y.rows;
-    ep.pool = pool_;
-    ep.page_elems = page_elems;
-    ep.segments = segs_.data();
-    ep.num_segments = sp.num_segments;
+    lora_params(x, y, segments, scratch, &sp, &ep);
+    LS_RETURN_IF_ERROR(kernels::validate_lora_shrink_paged(sp));
     LS_RETURN_IF_ERROR(kernels::validate_lora_expand_paged(ep));
     const int isa = static_cast<int>(isa_);
     threads_.parallel_for(x.rows, 1, [&](int64_t b, int64_t e) {

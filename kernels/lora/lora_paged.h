@@ -24,6 +24,21 @@ struct PagedLoraSegment {
   int64_t bt_offset = 0;            // element offset of Bt [rank, out_dim] in the image
 };
 
+// Calls fn(ptr, col, len) for each page-contiguous run of the image range
+// [offset, offset + n): a row of A or Bt may cross a page boundary.
+template <typename Fn>
+inline void for_each_page_run(const float* pool, int64_t page_elems, const int32_t* page_ids,
+                              int64_t offset, int64_t n, Fn&& fn) {
+  int64_t col = 0;
+  while (col < n) {
+    const int64_t e = offset + col;
+    const int64_t in_page = e % page_elems;
+    const int64_t len = n - col < page_elems - in_page ? n - col : page_elems - in_page;
+    fn(pool + static_cast<int64_t>(page_ids[e / page_elems]) * page_elems + in_page, col, len);
+    col += len;
+  }
+}
+
 struct PagedLoraShrinkParams {
   const float* x = nullptr;   // [num_tokens, x_stride]
   int64_t x_stride = 0;

@@ -8,24 +8,6 @@
 #include "kernels/lora/lora_paged.h"
 
 namespace loraserve::kernels {
-namespace {
-
-// Calls fn(ptr, col, len) for each page-contiguous run of the image range
-// [offset, offset + n).
-template <typename Fn>
-void for_each_run(const float* pool, int64_t page_elems, const int32_t* page_ids, int64_t offset,
-                  int64_t n, Fn&& fn) {
-  int64_t col = 0;
-  while (col < n) {
-    const int64_t e = offset + col;
-    const int64_t in_page = e % page_elems;
-    const int64_t len = std::min(n - col, page_elems - in_page);
-    fn(pool + static_cast<int64_t>(page_ids[e / page_elems]) * page_elems + in_page, col, len);
-    col += len;
-  }
-}
-
-}  // namespace
 
 void lora_shrink_paged_cpu(const PagedLoraShrinkParams& p, int isa_int, int64_t t_begin,
                            int64_t t_end) {
@@ -35,7 +17,7 @@ void lora_shrink_paged_cpu(const PagedLoraShrinkParams& p, int isa_int, int64_t 
     const int64_t b = std::max<int64_t>(s.begin, t_begin), e = std::min<int64_t>(s.end, t_end);
     for (int32_t j = 0; j < s.rank && b < e; ++j) {
       for (int64_t t = b; t < e; ++t) p.v[t * p.v_stride + j] = 0.0f;
-      for_each_run(p.pool, p.page_elems, s.page_ids, s.a_offset + j * p.in_dim, p.in_dim,
+      for_each_page_run(p.pool, p.page_elems, s.page_ids, s.a_offset + j * p.in_dim, p.in_dim,
                    [&](const float* a, int64_t col, int64_t len) {
                      for (int64_t t = b; t < e; ++t) {
                        p.v[t * p.v_stride + j] += dot_f32(p.x + t * p.x_stride + col, a, len, isa);
@@ -52,7 +34,7 @@ void lora_expand_paged_cpu(const PagedLoraExpandParams& p, int isa_int, int64_t 
     const PagedLoraSegment& s = p.segments[si];
     const int64_t b = std::max<int64_t>(s.begin, t_begin), e = std::min<int64_t>(s.end, t_end);
     for (int32_t j = 0; j < s.rank && b < e; ++j) {
-      for_each_run(p.pool, p.page_elems, s.page_ids, s.bt_offset + j * p.out_dim, p.out_dim,
+      for_each_page_run(p.pool, p.page_elems, s.page_ids, s.bt_offset + j * p.out_dim, p.out_dim,
                    [&](const float* bt, int64_t col, int64_t len) {
                      for (int64_t t = b; t < e; ++t) {
                        axpy_f32(s.scale * p.v[t * p.v_stride + j], bt, p.y + t * p.y_stride + col,

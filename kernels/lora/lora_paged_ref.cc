@@ -6,21 +6,6 @@
 namespace loraserve::kernels {
 namespace {
 
-// Calls fn(ptr, col, len) for each page-contiguous run of the image range
-// [offset, offset + n): a row may cross a page boundary.
-template <typename Fn>
-void for_each_run(const float* pool, int64_t page_elems, const int32_t* page_ids, int64_t offset,
-                  int64_t n, Fn&& fn) {
-  int64_t col = 0;
-  while (col < n) {
-    const int64_t e = offset + col;
-    const int64_t in_page = e % page_elems;
-    const int64_t len = std::min(n - col, page_elems - in_page);
-    fn(pool + static_cast<int64_t>(page_ids[e / page_elems]) * page_elems + in_page, col, len);
-    col += len;
-  }
-}
-
 Status validate(const PagedLoraSegment* segs, int32_t n, int64_t num_tokens, int64_t max_rank,
                 const float* pool, int64_t page_elems) {
   if (n > 0 && (segs == nullptr || pool == nullptr || page_elems <= 0)) {
@@ -65,7 +50,7 @@ Status lora_shrink_paged_ref(const PagedLoraShrinkParams& p) {
       float* v = p.v + static_cast<int64_t>(t) * p.v_stride;
       for (int32_t j = 0; j < s.rank; ++j) {
         float acc = 0.0f;
-        for_each_run(p.pool, p.page_elems, s.page_ids, s.a_offset + j * p.in_dim, p.in_dim,
+        for_each_page_run(p.pool, p.page_elems, s.page_ids, s.a_offset + j * p.in_dim, p.in_dim,
                      [&](const float* a, int64_t col, int64_t len) {
                        for (int64_t c = 0; c < len; ++c) acc += x[col + c] * a[c];
                      });
@@ -93,7 +78,7 @@ Status lora_expand_paged_ref(const PagedLoraExpandParams& p) {
       float* y = p.y + static_cast<int64_t>(t) * p.y_stride;
       for (int32_t j = 0; j < s.rank; ++j) {
         const float coef = s.scale * v[j];
-        for_each_run(p.pool, p.page_elems, s.page_ids, s.bt_offset + j * p.out_dim, p.out_dim,
+        for_each_page_run(p.pool, p.page_elems, s.page_ids, s.bt_offset + j * p.out_dim, p.out_dim,
                      [&](const float* bt, int64_t col, int64_t len) {
                        for (int64_t c = 0; c < len; ++c) y[col + c] += coef * bt[c];
                      });
