@@ -236,18 +236,7 @@ class CpuBackend : public Backend {
   }
 
   Status attention(int32_t layer, const Tensor& q, Tensor out) override {
-    kernels::AttentionParams p;
-    p.q = f32(q);
-    p.out = f32(out);
-    p.token_seq = plan_->token_seq.data();
-    p.positions = plan_->positions.data();
-    p.num_tokens = q.rows;
-    p.num_q_heads = info_.num_q_heads;
-    p.num_kv_heads = info_.num_kv_heads;
-    p.head_dim = info_.head_dim;
-    p.scale = 1.0f / std::sqrt(static_cast<float>(info_.head_dim));
-    p.kv = kv_view(layer);
-    return kernels::attention_ref(p);
+    return kernels::attention_ref(attention_params(layer, q, out));
   }
 
   Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override {
@@ -294,6 +283,21 @@ class CpuBackend : public Backend {
   }
 
  protected:
+  kernels::AttentionParams attention_params(int32_t layer, const Tensor& q, Tensor out) const {
+    kernels::AttentionParams p;
+    p.q = f32(q);
+    p.out = f32(out);
+    p.token_seq = plan_->token_seq.data();
+    p.positions = plan_->positions.data();
+    p.num_tokens = q.rows;
+    p.num_q_heads = info_.num_q_heads;
+    p.num_kv_heads = info_.num_kv_heads;
+    p.head_dim = info_.head_dim;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(info_.head_dim));
+    p.kv = kv_view(layer);
+    return p;
+  }
+
   // The shrink and expand parameters of lora() over this backend's pool
   // (the segments are kept in segs_ until the next call).
   void lora_params(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,

@@ -142,17 +142,7 @@ class CpuBf16Backend final : public CpuBackend {
   }
 
   Status attention_impl(int32_t layer, const Tensor& q, Tensor out) {
-    kernels::AttentionParams p;
-    p.q = f32(q);
-    p.out = f32(out);
-    p.token_seq = plan_->token_seq.data();
-    p.positions = plan_->positions.data();
-    p.num_tokens = q.rows;
-    p.num_q_heads = info_.num_q_heads;
-    p.num_kv_heads = info_.num_kv_heads;
-    p.head_dim = info_.head_dim;
-    p.scale = 1.0f / std::sqrt(static_cast<float>(info_.head_dim));
-    p.kv = kv_view(layer);
+    const kernels::AttentionParams p = attention_params(layer, q, out);
     LS_RETURN_IF_ERROR(kernels::validate_attention(p));
     const int isa = static_cast<int>(isa_);
     threads_.parallel_for(q.rows, 1, [&](int64_t b, int64_t e) {
