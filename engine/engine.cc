@@ -12,7 +12,6 @@ namespace loraserve {
 
 namespace {
 std::string seq_name(int64_t id) { return "sequence " + std::to_string(id); }
-bool e_backend_maps(const std::unique_ptr<Backend>& b) { return b && b->maps_weights(); }
 }  // namespace
 
 StatusOr<std::unique_ptr<Engine>> Engine::create(const ModelWeights& weights,
@@ -46,7 +45,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create_impl(const ModelWeights& weight
   std::unique_ptr<Engine> e(new Engine());
   // Only a backend that reads the mapping keeps it: the others copied what
   // they need, and the mapped pages would otherwise stay resident.
-  if (e_backend_maps(backend)) e->weights_ = std::move(keep);
+  if (backend->maps_weights()) e->weights_ = std::move(keep);
   e->config_ = weights.config();
   e->options_ = options;
   e->backend_ = std::move(backend);
@@ -58,7 +57,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create_impl(const ModelWeights& weight
   PoolGeometry& geom = e->geom_;
   geom.kv_page_tokens = options.kv_page_tokens;
   geom.page_bytes = 2ll * options.kv_page_tokens * c.kv_dim() *
-                    static_cast<int64_t>(dtype_size(e->backend_->activation_dtype()));
+                    static_cast<int64_t>(dtype_size(e->backend_->kv_dtype()));
   const int64_t pages = options.pool_bytes / geom.page_bytes;
   if (pages < c.num_hidden_layers) {
     return invalid_argument("engine: pool of " + std::to_string(options.pool_bytes) +

@@ -35,6 +35,8 @@ struct SampleParams {
 constexpr int32_t kNonFiniteRow = -1;
 
 Status sample_ref(const SampleParams& p);
+// The checks sample_ref makes (shapes, pointers, every row's config).
+Status validate_sample(const SampleParams& p);
 
 // The cpu-bf16 backend's sampler: sample_ref's results (same tokens; the
 // logprob to ~1e-5) with greedy rows done in two SIMD passes over the row

@@ -28,16 +28,6 @@ Status validate_config(const SamplingConfig& c, int64_t row) {
   return ok_status();
 }
 
-Status validate(const SampleParams& p) {
-  if (p.num_rows < 0) return invalid_argument("sample: num_rows < 0");
-  if (p.vocab <= 0) return invalid_argument("sample: vocab must be > 0");
-  if (p.num_rows == 0) return ok_status();
-  if (!p.logits || !p.configs || !p.steps || !p.out_tokens) {
-    return invalid_argument("sample: null logits, configs, steps or out_tokens");
-  }
-  for (int64_t r = 0; r < p.num_rows; ++r) LS_RETURN_IF_ERROR(validate_config(p.configs[r], r));
-  return ok_status();
-}
 
 // Lowest id wins ties, so greedy decoding is deterministic across backends.
 int32_t argmax(const float* x, int64_t n) {
@@ -120,8 +110,19 @@ void log_softmax_row(const float* logits, int64_t vocab, float* out) {
   for (int64_t i = 0; i < vocab; ++i) out[i] = static_cast<float>(logits[i] - log_z);
 }
 
+Status validate_sample(const SampleParams& p) {
+  if (p.num_rows < 0) return invalid_argument("sample: num_rows < 0");
+  if (p.vocab <= 0) return invalid_argument("sample: vocab must be > 0");
+  if (p.num_rows == 0) return ok_status();
+  if (!p.logits || !p.configs || !p.steps || !p.out_tokens) {
+    return invalid_argument("sample: null logits, configs, steps or out_tokens");
+  }
+  for (int64_t r = 0; r < p.num_rows; ++r) LS_RETURN_IF_ERROR(validate_config(p.configs[r], r));
+  return ok_status();
+}
+
 Status sample_ref(const SampleParams& p) {
-  LS_RETURN_IF_ERROR(validate(p));
+  LS_RETURN_IF_ERROR(validate_sample(p));
   std::vector<float> logprobs(static_cast<size_t>(p.vocab));
   for (int64_t r = 0; r < p.num_rows; ++r) {
     const float* row = p.logits + r * p.vocab;
