@@ -14,6 +14,9 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
   cmd->add_option("--cpu-isa", f->cpu_isa,
                   "cpu-bf16: kernels to use: auto | avx512bf16 | avx512 | avx2 | scalar")
       ->capture_default_str();
+  cmd->add_option("--kv-cache-dtype", f->kv_cache_dtype,
+                  "KV cache elements: auto (bf16 on cpu-bf16 and cuda, f32 on cpu) | bf16 | f32")
+      ->capture_default_str();
   cmd->add_option("--pool-fraction", f->pool_fraction,
                   "Unified page pool (KV cache + resident adapters) as a fraction of free device "
                   "memory (cuda) or available host memory (cpu)")
@@ -33,6 +36,7 @@ StatusOr<std::unique_ptr<Engine>> create_engine(const EngineFlags& f,
   BackendOptions bo;
   bo.threads = f.threads;
   bo.cpu_isa = f.cpu_isa;
+  bo.kv_cache_dtype = f.kv_cache_dtype;
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(f.backend, bo));
   LS_ASSIGN_OR_RETURN(int64_t pool_bytes, choose_pool_bytes(*backend, f.pool_mb, f.pool_fraction));
   EngineOptions opts;

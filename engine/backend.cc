@@ -68,10 +68,23 @@ StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name,
   // tests on a device (tests/gpu/run_on_device.sh); until it has, "auto"
   // stays on the CPU and cuda is opt-in. On the CPU, "auto" is the fast
   // backend; `cpu` (f32 everywhere) stays the oracle the tests compare with.
-  if (name == "cpu") return create_cpu_backend();
+  const std::string& kv = options.kv_cache_dtype;
+  if (kv != "auto" && kv != "bf16" && kv != "f32") {
+    return invalid_argument("--kv-cache-dtype '" + kv + "': expected auto, bf16 or f32");
+  }
+  if (name == "cpu") {
+    if (kv == "bf16") {
+      return invalid_argument("--kv-cache-dtype bf16: the cpu backend is the f32 reference; "
+                              "use --backend cpu-bf16 for a bf16 cache");
+    }
+    return create_cpu_backend();
+  }
   if (name == "cpu-bf16" || name == "auto") return create_cpu_bf16_backend(options);
 #ifdef LORASERVE_WITH_CUDA
-  if (name == "cuda") return create_cuda_backend();
+  if (name == "cuda") {
+    if (kv == "f32") return invalid_argument("--kv-cache-dtype f32: the cuda backend's cache is bf16");
+    return create_cuda_backend();
+  }
 #else
   if (name == "cuda") {
     return unimplemented("backend 'cuda': this build has no CUDA (LORASERVE_ENABLE_CUDA=OFF or no nvcc); use --backend cpu");

@@ -86,6 +86,10 @@ class Backend : public PoolWriter {
   virtual bool maps_weights() const { return false; }
   // Activation dtype of this backend (f32 on cpu).
   virtual DType activation_dtype() const = 0;
+  // Element type of the KV cache in the pool; the engine sizes pool pages
+  // for it (a bf16 cache holds twice the tokens in the same bytes).
+  // Adapter images stay in activation_dtype() across those pages.
+  virtual DType kv_dtype() const { return activation_dtype(); }
 
   // --- start-up (not on the serving path) ---
   virtual Status init(const BackendModelInfo& info, const PoolGeometry& pool) = 0;
@@ -168,6 +172,9 @@ StatusOr<int64_t> choose_pool_bytes(const Backend& backend, int64_t pool_mb, dou
 struct BackendOptions {
   int threads = 0;              // cpu-bf16: threads of its pool (0: one per CPU)
   std::string cpu_isa = "auto";  // cpu-bf16: avx512bf16 | avx512 | avx2 | scalar | auto
+  // The KV cache's element type: "auto" (the backend's own: bf16 on
+  // cpu-bf16 and cuda, f32 on cpu), "bf16", or "f32" (cpu and cpu-bf16).
+  std::string kv_cache_dtype = "auto";
 };
 
 // "cpu" (f32 reference) always; "cpu-bf16" (bf16 weights in place, SIMD,

@@ -54,7 +54,12 @@ class CpuBackend : public Backend {
   DType activation_dtype() const override { return DType::kF32; }
 
   Status init(const BackendModelInfo& info, const PoolGeometry& pool) override {
-    LS_RETURN_IF_ERROR(validate_backend_geometry(info, pool, sizeof(float), "cpu backend"));
+    LS_RETURN_IF_ERROR(
+        validate_backend_geometry(info, pool, dtype_size(kv_dtype()), "cpu backend"));
+    // Adapter images are f32 across the pages, whatever the KV cache holds.
+    if (pool.page_bytes % static_cast<int64_t>(sizeof(float)) != 0) {
+      return invalid_argument("cpu backend: pool pages must hold whole f32 values");
+    }
     info_ = info;
     geom_ = pool;
     std::free(pool_);

@@ -3,10 +3,12 @@
 // Base weights stay in the checkpoint's mmapped bf16 bytes (no converted
 // copy, no load-time pass: Engine keeps the ModelWeights alive, see
 // Backend::maps_weights); projections run kernels/gemm/gemm_bf16 with f32
-// accumulation on the best instruction set this CPU has. Everything else
-// is the f32 cpu backend's: pool, KV cache, adapter images and the order
-// of every op, with the heavy ones (attention, LoRA, sampling, silu) on
-// SIMD and all ops split over one ThreadPool (--threads).
+// accumulation on the best instruction set this CPU has. The KV cache is
+// bf16 by default (--kv-cache-dtype f32 keeps the cpu backend's): rows are
+// rounded once as they are appended and widened exactly as attention reads
+// them. Everything else is the f32 cpu backend's: pool, adapter images and
+// the order of every op, with the heavy ones (attention, LoRA, sampling,
+// silu) on SIMD and all ops split over one ThreadPool (--threads).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,7 +29,8 @@ using kernels::CpuIsa;
 
 class CpuBf16Backend final : public CpuBackend {
  public:
-  CpuBf16Backend(int threads, CpuIsa isa) : threads_(threads), isa_(isa) {}
+  CpuBf16Backend(int threads, CpuIsa isa, DType kv_dtype)
+      : threads_(threads), isa_(isa), kv_dtype_(kv_dtype) {}
   ~CpuBf16Backend() override {
     if (profile_) print_profile();
     for (void* p : owned_bf16_) std::free(p);
@@ -35,9 +38,10 @@ class CpuBf16Backend final : public CpuBackend {
 
   std::string name() const override { return "cpu-bf16"; }
   bool maps_weights() const override { return true; }
+  DType kv_dtype() const override { return kv_dtype_; }
   std::string describe() const override {
     return std::string("cpu-bf16 (") + kernels::cpu_isa_name(isa_) + ", " +
-           std::to_string(threads_.size()) + " threads)";
+           std::to_string(threads_.size()) + " threads, " + dtype_name(kv_dtype_) + " KV cache)";
   }
 
   StatusOr<Tensor> upload_weight(const TensorInfo& t) override {
@@ -77,7 +81,8 @@ class CpuBf16Backend final : public CpuBackend {
     CpuBackend::release(t);
   }
 
-  Status embedding_impl(const Tensor& table, Tensor out) {
+  Status embedding(const Tensor& table, Tensor out) override {
+    OpTimer timer(this, Op::kEmbedding);
     if (table.dtype != DType::kBF16) return CpuBackend::embedding(table, out);
     if (out.cols != table.cols) return invalid_argument("cpu-bf16 backend: embedding width mismatch");
     const int32_t* ids = plan_->token_ids.data();
@@ -93,7 +98,8 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
-  Status linear_impl(const Tensor& x, const Tensor& w, Tensor y) {
+  Status linear(const Tensor& x, const Tensor& w, Tensor y) override {
+    OpTimer timer(this, Op::kLinear);
     if (w.dtype != DType::kBF16) return CpuBackend::linear(x, w, y);
     if (x.cols != w.cols || y.cols != w.rows || x.rows != y.rows) {
       return invalid_argument("cpu-bf16 backend: linear shape mismatch");
@@ -123,8 +129,9 @@ class CpuBf16Backend final : public CpuBackend {
     });
   }
 
-  Status lora_impl(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
-              Tensor scratch) {
+  Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
+              Tensor scratch) override {
+    OpTimer timer(this, Op::kLora);
     if (segments.empty()) return ok_status();
     kernels::PagedLoraShrinkParams sp;
     kernels::PagedLoraExpandParams ep;
@@ -141,17 +148,74 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
-  Status attention_impl(int32_t layer, const Tensor& q, Tensor out) {
+  Status attention(int32_t layer, const Tensor& q, Tensor out) override {
+    OpTimer timer(this, Op::kAttention);
     const kernels::AttentionParams p = attention_params(layer, q, out);
+    if (kv_dtype_ == DType::kBF16) {
+      kernels::AttentionBf16KvParams pb;
+      copy_except_kv(p, &pb);
+      pb.kv = kv_view_bf16(layer);
+      return attend(pb, q.rows);
+    }
+    return attend(p, q.rows);
+  }
+
+  template <typename KvT>
+  Status attend(const kernels::AttentionParamsOver<KvT>& p, int64_t rows) {
     LS_RETURN_IF_ERROR(kernels::validate_attention(p));
     const int isa = static_cast<int>(isa_);
-    threads_.parallel_for(q.rows, 1, [&](int64_t b, int64_t e) {
+    threads_.parallel_for(rows, 1, [&](int64_t b, int64_t e) {
       kernels::attention_cpu_tokens(p, isa, b, e);
     });
     return ok_status();
   }
 
-  Status silu_mul_impl(const Tensor& gate, const Tensor& up, Tensor out) {
+  // The f32 cache's parameters with a bf16 view of the same pool pages.
+  static void copy_except_kv(const kernels::AttentionParams& from,
+                             kernels::AttentionBf16KvParams* to) {
+    to->q = from.q;
+    to->out = from.out;
+    to->token_seq = from.token_seq;
+    to->positions = from.positions;
+    to->num_tokens = from.num_tokens;
+    to->num_q_heads = from.num_q_heads;
+    to->num_kv_heads = from.num_kv_heads;
+    to->head_dim = from.head_dim;
+    to->scale = from.scale;
+  }
+
+  kernels::PagedKvViewBf16 kv_view_bf16(int32_t layer) const {
+    const kernels::PagedKvView f = kv_view(layer);
+    kernels::PagedKvViewBf16 v;
+    v.pool = reinterpret_cast<uint16_t*>(f.pool);
+    v.page_stride = geom_.page_bytes / 2;
+    v.page_tokens = f.page_tokens;
+    v.kv_dim = f.kv_dim;
+    v.num_layers = f.num_layers;
+    v.layer = f.layer;
+    v.block_indptr = f.block_indptr;
+    v.page_ids = f.page_ids;
+    v.num_seqs = f.num_seqs;
+    return v;
+  }
+
+  Status kv_append(int32_t layer, const Tensor& k, const Tensor& v) override {
+    OpTimer timer(this, Op::kKvAppend);
+    if (kv_dtype_ != DType::kBF16) return CpuBackend::kv_append(layer, k, v);
+    LS_RETURN_IF_ERROR(check_f32(k, "kv_append k"));
+    LS_RETURN_IF_ERROR(check_f32(v, "kv_append v"));
+    kernels::KvAppendBf16KvParams p;
+    p.k = f32(k);
+    p.v = f32(v);
+    p.token_seq = plan_->token_seq.data();
+    p.positions = plan_->positions.data();
+    p.num_tokens = k.rows;
+    p.kv = kv_view_bf16(layer);
+    return kernels::kv_append_bf16kv_cpu(p, static_cast<int>(isa_));
+  }
+
+  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override {
+    OpTimer timer(this, Op::kSiluMul);
     if (gate.rows != up.rows || gate.rows != out.rows || gate.cols != up.cols ||
         gate.cols != out.cols) {
       return invalid_argument("cpu-bf16 backend: silu_mul shape mismatch");
@@ -163,7 +227,8 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
-  Status rope_impl(Tensor q, Tensor k) {
+  Status rope(Tensor q, Tensor k) override {
+    OpTimer timer(this, Op::kRope);
     return run_split(q.rows, 1, [&](int64_t b, int64_t e) {
       kernels::RopeParams p;
       p.q = f32(q) + b * q.cols;
@@ -178,7 +243,8 @@ class CpuBf16Backend final : public CpuBackend {
     });
   }
 
-  Status sample_impl(const Tensor& logits, bool want_logits, SampleResult* out) {
+  Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override {
+    OpTimer timer(this, Op::kSample);
     const int64_t n = logits.rows;
     if (n > 0 && (plan_->sampling.size() < static_cast<size_t>(n) ||
                   plan_->sample_steps.size() < static_cast<size_t>(n))) {
@@ -205,61 +271,20 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
-  // --- timed entry points (LORASERVE_PROFILE_OPS=1 prints where steps go) ---
-  Status embedding(const Tensor& table, Tensor out) override {
-    OpTimer t(this, Op::kEmbedding);
-    return embedding_impl(table, out);
-  }
-
-  Status linear(const Tensor& x, const Tensor& w, Tensor y) override {
-    OpTimer t(this, Op::kLinear);
-    return linear_impl(x, w, y);
-  }
-
-  Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
-              Tensor scratch) override {
-    OpTimer t(this, Op::kLora);
-    return lora_impl(x, y, segments, scratch);
-  }
-
-  Status attention(int32_t layer, const Tensor& q, Tensor out) override {
-    OpTimer t(this, Op::kAttention);
-    return attention_impl(layer, q, out);
-  }
-
-  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override {
-    OpTimer t(this, Op::kSiluMul);
-    return silu_mul_impl(gate, up, out);
-  }
-
-  Status rope(Tensor q, Tensor k) override {
-    OpTimer t(this, Op::kRope);
-    return rope_impl(q, k);
-  }
-
-  Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override {
-    OpTimer t(this, Op::kSample);
-    return sample_impl(logits, want_logits, out);
-  }
-
+  // The f32 backend's ops, timed (LORASERVE_PROFILE_OPS=1 prints where steps go).
   Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override {
-    OpTimer t(this, Op::kNorm);
+    OpTimer timer(this, Op::kNorm);
     return CpuBackend::rmsnorm(x, weight, eps, out);
   }
 
   Status add_rmsnorm(Tensor residual, const Tensor& delta, const Tensor& weight, float eps,
                      Tensor out) override {
-    OpTimer t(this, Op::kNorm);
+    OpTimer timer(this, Op::kNorm);
     return CpuBackend::add_rmsnorm(residual, delta, weight, eps, out);
   }
 
-  Status kv_append(int32_t layer, const Tensor& k, const Tensor& v) override {
-    OpTimer t(this, Op::kKvAppend);
-    return CpuBackend::kv_append(layer, k, v);
-  }
-
   Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) override {
-    OpTimer t(this, Op::kBias);
+    OpTimer timer(this, Op::kBias);
     return CpuBackend::linear_bias(x, w, bias, y);
   }
 
@@ -318,6 +343,7 @@ class CpuBf16Backend final : public CpuBackend {
 
   ThreadPool threads_;
   CpuIsa isa_;
+  DType kv_dtype_;
   std::vector<uint16_t> xb_;         // x in bf16 for the VDPBF16PS kernel
   std::vector<void*> owned_bf16_;    // converted weights (f32/f16 checkpoints)
 };
@@ -327,7 +353,10 @@ class CpuBf16Backend final : public CpuBackend {
 StatusOr<std::unique_ptr<Backend>> create_cpu_bf16_backend(const BackendOptions& options) {
   LS_ASSIGN_OR_RETURN(CpuIsa isa, kernels::parse_cpu_isa(options.cpu_isa));
   if (options.threads < 0) return invalid_argument("--threads must be >= 0 (0: one per CPU)");
-  return std::unique_ptr<Backend>(std::make_unique<CpuBf16Backend>(options.threads, isa));
+  // A bf16 cache unless f32 is asked for: half the bytes per token, and
+  // attention reads half as much (issue #19, item 3).
+  const DType kv = options.kv_cache_dtype == "f32" ? DType::kF32 : DType::kBF16;
+  return std::unique_ptr<Backend>(std::make_unique<CpuBf16Backend>(options.threads, isa, kv));
 }
 
 }  // namespace loraserve

@@ -13,20 +13,26 @@
 
 namespace loraserve::kernels {
 
-struct KvAppendParams {
+// `KvT` is the cache's element type (paged_kv.h): float, or uint16_t for
+// a bf16 cache that the cpu-bf16 backend fills from f32 rows.
+template <typename KvT>
+struct KvAppendParamsOver {
   const float* k = nullptr;            // [num_tokens, kv_dim]
   const float* v = nullptr;            // [num_tokens, kv_dim]
   const int32_t* token_seq = nullptr;  // [num_tokens] sequence index in the view
   const int32_t* positions = nullptr;  // [num_tokens]
   int64_t num_tokens = 0;
-  PagedKvView kv;
+  PagedKv<KvT> kv;
 };
+using KvAppendParams = KvAppendParamsOver<float>;
+using KvAppendBf16KvParams = KvAppendParamsOver<uint16_t>;
 
 // Writes each token's K/V row at its position. OUT_OF_RANGE when a position
 // is beyond the pages the sequence owns.
 Status kv_append_ref(const KvAppendParams& p);
 
-struct AttentionParams {
+template <typename KvT>
+struct AttentionParamsOver {
   const float* q = nullptr;            // [num_tokens, num_q_heads * head_dim] (rope applied)
   float* out = nullptr;                // [num_tokens, num_q_heads * head_dim]
   const int32_t* token_seq = nullptr;  // [num_tokens]
@@ -36,22 +42,37 @@ struct AttentionParams {
   int64_t num_kv_heads = 0;  // divides num_q_heads; q head h reads kv head h / (nq / nkv)
   int64_t head_dim = 0;
   float scale = 0.0f;        // softmax scale, normally 1/sqrt(head_dim)
-  PagedKvView kv;
+  PagedKv<KvT> kv;
 };
+using AttentionParams = AttentionParamsOver<float>;
+// f32 queries and output over a bf16 cache (cpu-bf16's default).
+using AttentionBf16KvParams = AttentionParamsOver<uint16_t>;
 
 // out = softmax(q K^T * scale over positions 0..p) V, per token and head, in fp32.
 Status attention_ref(const AttentionParams& p);
 
 // The checks attention_ref makes (heads, view, every token's sequence and
 // position), for kernels that run slices of the tokens (attention_cpu).
-Status validate_attention(const AttentionParams& p);
+template <typename KvT>
+Status validate_attention(const AttentionParamsOver<KvT>& p);
+// The checks kv_append_ref makes.
+template <typename KvT>
+Status validate_kv_append(const KvAppendParamsOver<KvT>& p);
 
 // attention_ref's arithmetic (same order of operations per head, f32) with
 // vectorised dot products and a running-max softmax over the KV rows, for
 // the tokens [t_begin, t_end) only: threads take disjoint token ranges.
+// Over a bf16 cache each K/V element is widened to f32 exactly, so the
+// result is attention_ref's over the rounded cache.
 // `isa` is a kernels::CpuIsa (gemm_bf16.h) as an int, to keep this header
 // free of it. The caller validates the whole batch once.
-void attention_cpu_tokens(const AttentionParams& p, int isa, int64_t t_begin, int64_t t_end);
+template <typename KvT>
+void attention_cpu_tokens(const AttentionParamsOver<KvT>& p, int isa, int64_t t_begin,
+                          int64_t t_end);
+
+// kv_append into a bf16 cache: each K/V value rounded to nearest even, as
+// torch's .to(torch.bfloat16) rounds. Validates like kv_append_ref.
+Status kv_append_bf16kv_cpu(const KvAppendBf16KvParams& p, int isa);
 
 }  // namespace loraserve::kernels
 

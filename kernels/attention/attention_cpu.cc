@@ -1,7 +1,8 @@
-// The cpu-bf16 backend's attention: attention_ref's math over the f32 paged
-// KV cache (scores, softmax with the maximum subtracted, weighted sum of V
+// The cpu-bf16 backend's attention: attention_ref's math over the paged KV
+// cache (scores, softmax with the maximum subtracted, weighted sum of V
 // rows), with each step on SIMD (kernels/gemm/gemm_bf16.h) and the K/V row
 // addresses of a token's sequence looked up once for all its heads. The
+// cache holds f32 rows or bf16 rows (widened exactly as they are read). The
 // caller splits the tokens between threads.
 #include <algorithm>
 #include <vector>
@@ -11,12 +12,33 @@
 
 namespace loraserve::kernels {
 
-void attention_cpu_tokens(const AttentionParams& p, int isa_int, int64_t t_begin, int64_t t_end) {
+namespace {
+void dot_rows(const float* q, const float* const* rows, int64_t off, int64_t n, int64_t d,
+              float scale, float* out, CpuIsa isa) {
+  dot_rows_f32(q, rows, off, n, d, scale, out, isa);
+}
+void dot_rows(const float* q, const uint16_t* const* rows, int64_t off, int64_t n, int64_t d,
+              float scale, float* out, CpuIsa isa) {
+  dot_rows_bf16(q, rows, off, n, d, scale, out, isa);
+}
+void weighted_rows_sum(const float* w, const float* const* rows, int64_t off, int64_t n,
+                       int64_t d, float* out, CpuIsa isa) {
+  weighted_rows_sum_f32(w, rows, off, n, d, out, isa);
+}
+void weighted_rows_sum(const float* w, const uint16_t* const* rows, int64_t off, int64_t n,
+                       int64_t d, float* out, CpuIsa isa) {
+  weighted_rows_sum_bf16(w, rows, off, n, d, out, isa);
+}
+}  // namespace
+
+template <typename KvT>
+void attention_cpu_tokens(const AttentionParamsOver<KvT>& p, int isa_int, int64_t t_begin,
+                          int64_t t_end) {
   const CpuIsa isa = static_cast<CpuIsa>(isa_int);
   const int64_t d = p.head_dim;
   const int64_t group = p.num_q_heads / p.num_kv_heads;
   const int64_t q_dim = p.num_q_heads * d;
-  std::vector<const float*> k_rows, v_rows;
+  std::vector<const KvT*> k_rows, v_rows;
   std::vector<float> scores;
   std::vector<float> acc(static_cast<size_t>(d));
   for (int64_t t = t_begin; t < t_end; ++t) {
@@ -32,14 +54,30 @@ void attention_cpu_tokens(const AttentionParams& p, int isa_int, int64_t t_begin
     for (int64_t h = 0; h < p.num_q_heads; ++h) {
       const int64_t off = t * q_dim + h * d;
       const int64_t kv_off = (h / group) * d;
-      dot_rows_f32(p.q + off, k_rows.data(), kv_off, n, d, p.scale, scores.data(), isa);
+      dot_rows(p.q + off, k_rows.data(), kv_off, n, d, p.scale, scores.data(), isa);
       const float denom = softmax_exp_f32(scores.data(), n, isa);
-      weighted_rows_sum_f32(scores.data(), v_rows.data(), kv_off, n, d, acc.data(), isa);
+      weighted_rows_sum(scores.data(), v_rows.data(), kv_off, n, d, acc.data(), isa);
       // `acc` is a scratch copy, so `out` may alias `q`.
       const float inv = 1.0f / denom;
       for (int64_t i = 0; i < d; ++i) p.out[off + i] = acc[i] * inv;
     }
   }
+}
+
+template void attention_cpu_tokens(const AttentionParamsOver<float>&, int, int64_t, int64_t);
+template void attention_cpu_tokens(const AttentionParamsOver<uint16_t>&, int, int64_t, int64_t);
+
+Status kv_append_bf16kv_cpu(const KvAppendBf16KvParams& p, int isa_int) {
+  LS_RETURN_IF_ERROR(validate_kv_append(p));
+  const CpuIsa isa = static_cast<CpuIsa>(isa_int);
+  const int64_t kv_dim = p.kv.kv_dim;
+  for (int64_t t = 0; t < p.num_tokens; ++t) {
+    const int32_t seq = p.token_seq[t];
+    const int32_t pos = p.positions[t];
+    f32_to_bf16_rows(p.k + t * kv_dim, p.kv.k_row(seq, pos), kv_dim, isa);
+    f32_to_bf16_rows(p.v + t * kv_dim, p.kv.v_row(seq, pos), kv_dim, isa);
+  }
+  return ok_status();
 }
 
 }  // namespace loraserve::kernels

@@ -9,7 +9,8 @@ namespace loraserve::kernels {
 
 namespace {
 
-Status validate_view(const char* op, const PagedKvView& kv) {
+template <typename KvT>
+Status validate_view(const char* op, const PagedKv<KvT>& kv) {
   const std::string prefix = std::string(op) + ": ";
   if (!kv.pool || !kv.block_indptr || !kv.page_ids) {
     return invalid_argument(prefix + "null pool, block_indptr or page_ids in the KV view");
@@ -29,7 +30,9 @@ Status validate_view(const char* op, const PagedKvView& kv) {
 
 // Shared by append and attention: the token must name a sequence of the view and a position
 // inside the pages that sequence owns.
-Status validate_token(const char* op, const PagedKvView& kv, int64_t t, int32_t seq, int32_t pos) {
+template <typename KvT>
+Status validate_token(const char* op, const PagedKv<KvT>& kv, int64_t t, int32_t seq,
+                      int32_t pos) {
   const std::string where = std::string(op) + ": token " + std::to_string(t);
   if (seq < 0 || seq >= kv.num_seqs) {
     return invalid_argument(where + " names sequence " + std::to_string(seq) + " outside [0, " +
@@ -44,7 +47,8 @@ Status validate_token(const char* op, const PagedKvView& kv, int64_t t, int32_t 
   return ok_status();
 }
 
-Status validate_tokens(const char* op, const PagedKvView& kv, const int32_t* token_seq,
+template <typename KvT>
+Status validate_tokens(const char* op, const PagedKv<KvT>& kv, const int32_t* token_seq,
                        const int32_t* positions, int64_t num_tokens) {
   for (int64_t t = 0; t < num_tokens; ++t) {
     LS_RETURN_IF_ERROR(validate_token(op, kv, t, token_seq[t], positions[t]));
@@ -52,17 +56,8 @@ Status validate_tokens(const char* op, const PagedKvView& kv, const int32_t* tok
   return ok_status();
 }
 
-Status validate_append(const KvAppendParams& p) {
-  if (p.num_tokens < 0) return invalid_argument("kv_append: num_tokens < 0");
-  if (p.num_tokens == 0) return ok_status();
-  if (!p.k || !p.v || !p.token_seq || !p.positions) {
-    return invalid_argument("kv_append: null k, v, token_seq or positions");
-  }
-  LS_RETURN_IF_ERROR(validate_view("kv_append", p.kv));
-  return validate_tokens("kv_append", p.kv, p.token_seq, p.positions, p.num_tokens);
-}
-
-Status validate_heads(const AttentionParams& p) {
+template <typename KvT>
+Status validate_heads(const AttentionParamsOver<KvT>& p) {
   if (p.num_q_heads <= 0 || p.num_kv_heads <= 0 || p.head_dim <= 0) {
     return invalid_argument("attention: num_q_heads, num_kv_heads and head_dim must be > 0");
   }
@@ -83,7 +78,19 @@ Status validate_heads(const AttentionParams& p) {
 
 }  // namespace
 
-Status validate_attention(const AttentionParams& p) {
+template <typename KvT>
+Status validate_kv_append(const KvAppendParamsOver<KvT>& p) {
+  if (p.num_tokens < 0) return invalid_argument("kv_append: num_tokens < 0");
+  if (p.num_tokens == 0) return ok_status();
+  if (!p.k || !p.v || !p.token_seq || !p.positions) {
+    return invalid_argument("kv_append: null k, v, token_seq or positions");
+  }
+  LS_RETURN_IF_ERROR(validate_view("kv_append", p.kv));
+  return validate_tokens("kv_append", p.kv, p.token_seq, p.positions, p.num_tokens);
+}
+
+template <typename KvT>
+Status validate_attention(const AttentionParamsOver<KvT>& p) {
   if (p.num_tokens < 0) return invalid_argument("attention: num_tokens < 0");
   LS_RETURN_IF_ERROR(validate_heads(p));
   if (p.num_tokens == 0) return ok_status();
@@ -93,6 +100,11 @@ Status validate_attention(const AttentionParams& p) {
   LS_RETURN_IF_ERROR(validate_view("attention", p.kv));
   return validate_tokens("attention", p.kv, p.token_seq, p.positions, p.num_tokens);
 }
+
+template Status validate_attention(const AttentionParamsOver<float>&);
+template Status validate_attention(const AttentionParamsOver<uint16_t>&);
+template Status validate_kv_append(const KvAppendParamsOver<float>&);
+template Status validate_kv_append(const KvAppendParamsOver<uint16_t>&);
 
 namespace {
 
@@ -130,7 +142,7 @@ void attend_one_head(const AttentionParams& p, int32_t seq, int32_t last, int64_
 }  // namespace
 
 Status kv_append_ref(const KvAppendParams& p) {
-  LS_RETURN_IF_ERROR(validate_append(p));
+  LS_RETURN_IF_ERROR(validate_kv_append(p));
   const int64_t kv_dim = p.kv.kv_dim;
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     const int32_t seq = p.token_seq[t];

@@ -15,8 +15,12 @@
 
 namespace loraserve::kernels {
 
-struct PagedKvView {
-  float* pool = nullptr;                 // base of the page pool
+// `T` is the element type of the pool: float (the cpu backend's f32 cache)
+// or uint16_t (bf16 bit patterns: the cuda backend's cache on the device,
+// cpu-bf16's on the host). page_stride counts elements of T.
+template <typename T>
+struct PagedKv {
+  T* pool = nullptr;                     // base of the page pool
   int64_t page_stride = 0;               // elements between consecutive pages (>= 2*page_tokens*kv_dim)
   int32_t page_tokens = 0;               // tokens per page
   int32_t kv_dim = 0;                    // num_kv_heads * head_dim
@@ -26,10 +30,11 @@ struct PagedKvView {
   const int32_t* page_ids = nullptr;     // [total_blocks, num_layers]
   int32_t num_seqs = 0;
 
-  float* k_row(int32_t seq, int64_t pos) const {
+  // Host-side addressing (the device kernels compute the same in place).
+  T* k_row(int32_t seq, int64_t pos) const {
     return page_of(seq, pos) + (pos % page_tokens) * kv_dim;
   }
-  float* v_row(int32_t seq, int64_t pos) const {
+  T* v_row(int32_t seq, int64_t pos) const {
     return page_of(seq, pos) + (static_cast<int64_t>(page_tokens) + pos % page_tokens) * kv_dim;
   }
   int64_t capacity_tokens(int32_t seq) const {
@@ -37,24 +42,13 @@ struct PagedKvView {
   }
 
  private:
-  float* page_of(int32_t seq, int64_t pos) const {
+  T* page_of(int32_t seq, int64_t pos) const {
     const int64_t row = block_indptr[seq] + pos / page_tokens;
     return pool + static_cast<int64_t>(page_ids[row * num_layers + layer]) * page_stride;
   }
 };
 
-// The same layout over a bf16 pool on the device (uint16_t bit patterns;
-// page_stride in bf16 elements). All pointers are device pointers.
-struct PagedKvViewBf16 {
-  uint16_t* pool = nullptr;
-  int64_t page_stride = 0;
-  int32_t page_tokens = 0;
-  int32_t kv_dim = 0;
-  int32_t num_layers = 0;
-  int32_t layer = 0;
-  const int32_t* block_indptr = nullptr;  // [num_seqs + 1]
-  const int32_t* page_ids = nullptr;      // [total_blocks, num_layers]
-  int32_t num_seqs = 0;
-};
+using PagedKvView = PagedKv<float>;
+using PagedKvViewBf16 = PagedKv<uint16_t>;
 
 }  // namespace loraserve::kernels

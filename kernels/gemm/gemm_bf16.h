@@ -66,6 +66,11 @@ void dot_rows_f32(const float* q, const float* const* rows, int64_t offset, int6
 float softmax_exp_f32(float* s, int64_t n, CpuIsa isa);
 void weighted_rows_sum_f32(const float* w, const float* const* rows, int64_t offset, int64_t n,
                            int64_t d, float* out, CpuIsa isa);
+// The same over bf16 rows (a bf16 KV cache), each element widened exactly.
+void dot_rows_bf16(const float* q, const uint16_t* const* rows, int64_t offset, int64_t n,
+                   int64_t d, float scale, float* out, CpuIsa isa);
+void weighted_rows_sum_bf16(const float* w, const uint16_t* const* rows, int64_t offset,
+                            int64_t n, int64_t d, float* out, CpuIsa isa);
 
 // Per-ISA entry points (gemm_bf16_<isa>.cc); callers use gemm_bf16_cpu.
 namespace detail {
@@ -86,6 +91,10 @@ void dot_rows_avx512(const float* q, const float* const* rows, int64_t offset, i
 float softmax_exp_avx512(float* s, int64_t n);
 void weighted_rows_sum_avx512(const float* w, const float* const* rows, int64_t offset, int64_t n,
                               int64_t d, float* out);
+void dot_rows_bf16_avx512(const float* q, const uint16_t* const* rows, int64_t offset, int64_t n,
+                          int64_t d, float scale, float* out);
+void weighted_rows_sum_bf16_avx512(const float* w, const uint16_t* const* rows, int64_t offset,
+                                   int64_t n, int64_t d, float* out);
 }  // namespace detail
 
 }  // namespace loraserve::kernels

@@ -371,4 +371,58 @@ void weighted_rows_sum_avx512(const float* w, const float* const* rows, int64_t 
   }
 }
 
+namespace {
+// 16 bf16 values widened to f32 exactly (a shift into the high half).
+inline __m512 load_bf16x16(__mmask16 m, const uint16_t* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+}  // namespace
+
+void dot_rows_bf16_avx512(const float* q, const uint16_t* const* rows, int64_t offset, int64_t n,
+                          int64_t d, float scale, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uint16_t* k = rows[j] + offset;
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+      a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load_bf16x16(0xffff, k + i), a);
+      b = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), load_bf16x16(0xffff, k + i + 16), b);
+    }
+    for (; i < d; i += 16) {
+      const __mmask16 m = tail_mask(d - i);
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), load_bf16x16(m, k + i), a);
+    }
+    out[j] = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) * scale;
+  }
+}
+
+void weighted_rows_sum_bf16_avx512(const float* w, const uint16_t* const* rows, int64_t offset,
+                                   int64_t n, int64_t d, float* out) {
+  if (d == 64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t j = 0; j < n; ++j) {
+      const uint16_t* v = rows[j] + offset;
+      const __m512 wj = _mm512_set1_ps(w[j]);
+      a0 = _mm512_fmadd_ps(wj, load_bf16x16(0xffff, v), a0);
+      a1 = _mm512_fmadd_ps(wj, load_bf16x16(0xffff, v + 16), a1);
+      a2 = _mm512_fmadd_ps(wj, load_bf16x16(0xffff, v + 32), a2);
+      a3 = _mm512_fmadd_ps(wj, load_bf16x16(0xffff, v + 48), a3);
+    }
+    _mm512_storeu_ps(out, a0);
+    _mm512_storeu_ps(out + 16, a1);
+    _mm512_storeu_ps(out + 32, a2);
+    _mm512_storeu_ps(out + 48, a3);
+    return;
+  }
+  for (int64_t i = 0; i < d; i += 16) {
+    const __mmask16 k = tail_mask(d - i);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), load_bf16x16(k, rows[j] + offset + i), acc);
+    }
+    _mm512_mask_storeu_ps(out + i, k, acc);
+  }
+}
+
 }  // namespace loraserve::kernels::detail

@@ -176,6 +176,33 @@ void weighted_rows_sum_f32(const float* w, const float* const* rows, int64_t off
   for (int64_t j = 0; j < n; ++j) axpy_f32(w[j], rows[j] + offset, out, d, isa);
 }
 
+void dot_rows_bf16(const float* q, const uint16_t* const* rows, int64_t offset, int64_t n,
+                   int64_t d, float scale, float* out, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::dot_rows_bf16_avx512(q, rows, offset, n, d, scale, out);
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const uint16_t* k = rows[j] + offset;
+    float s = 0.0f;
+    for (int64_t i = 0; i < d; ++i) s += q[i] * bf16_to_f32(k[i]);
+    out[j] = s * scale;
+  }
+}
+
+void weighted_rows_sum_bf16(const float* w, const uint16_t* const* rows, int64_t offset,
+                            int64_t n, int64_t d, float* out, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::weighted_rows_sum_bf16_avx512(w, rows, offset, n, d, out);
+    return;
+  }
+  std::fill(out, out + d, 0.0f);
+  for (int64_t j = 0; j < n; ++j) {
+    const uint16_t* v = rows[j] + offset;
+    for (int64_t i = 0; i < d; ++i) out[i] += w[j] * bf16_to_f32(v[i]);
+  }
+}
+
 void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa) {
   if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
     detail::axpy_f32_avx512(alpha, x, y, n);

@@ -51,6 +51,7 @@ struct Flags {
   std::string model, adapter, synth, workdir = "/tmp/engine_bench", backend = "auto", json;
   int threads = 0;
   std::string cpu_isa = "auto";
+  std::string kv_cache_dtype = "auto";
   std::vector<int> batches = {1, 32, 128};
   int context = 128;
   int decode_steps = 16;
@@ -288,6 +289,7 @@ int run(const Flags& flags) {
   BackendOptions bo;
   bo.threads = flags.threads;
   bo.cpu_isa = flags.cpu_isa;
+  bo.kv_cache_dtype = flags.kv_cache_dtype;
   auto backend = create_backend(flags.backend, bo);
   if (!backend.ok()) die("backend", backend.status());
   const std::string backend_name = (*backend)->name();
@@ -325,6 +327,7 @@ int run(const Flags& flags) {
               static_cast<double>(*pool_bytes) / (1 << 20), load_s, num_adapters,
               (*adapter)->max_rank(), adapter_dir.c_str());
   b.out["backend"] = backend_name;
+  b.out["kv_cache_dtype"] = dtype_name(b.engine->backend().kv_dtype());
   b.out["model"] = model_dir;
   b.out["copy_gbps"] = gbps;  // host read bandwidth on the cpu backends
   b.out["load_s"] = load_s;
@@ -389,6 +392,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", f.threads, "cpu-bf16 threads (0: one per CPU)")->capture_default_str();
   app.add_option("--cpu-isa", f.cpu_isa, "cpu-bf16 kernels: auto, avx512bf16, avx512, avx2, scalar")
       ->capture_default_str();
+  app.add_option("--kv-cache-dtype", f.kv_cache_dtype, "auto, bf16 or f32")->capture_default_str();
   app.add_option("--batches", f.batches, "Decode batch sizes")->delimiter(',')->capture_default_str();
   app.add_option("--context", f.context, "KV tokens per sequence before the timed steps")->capture_default_str();
   app.add_option("--decode-steps", f.decode_steps, "Timed decode steps per batch")->capture_default_str();

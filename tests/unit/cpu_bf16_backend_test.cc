@@ -49,10 +49,12 @@ class CpuBf16BackendTest : public ::testing::Test {
     return generate(e, testing_util::mixed_requests(ids), out);
   }
 
-  static std::unique_ptr<Engine> make(const std::string& isa, int threads) {
+  static std::unique_ptr<Engine> make(const std::string& isa, int threads,
+                                      const std::string& kv = "auto") {
     BackendOptions bo;
     bo.cpu_isa = isa;
     bo.threads = threads;
+    bo.kv_cache_dtype = kv;
     auto b = create_backend("cpu-bf16", bo);
     EXPECT_TRUE(b.ok()) << b.status();
     if (!b.ok()) return nullptr;
@@ -100,11 +102,12 @@ std::shared_ptr<const ModelWeights> CpuBf16BackendTest::weights_;
 std::vector<GenerationResult> CpuBf16BackendTest::oracle_;
 
 TEST_F(CpuBf16BackendTest, EveryKernelMatchesTheF32Backend) {
+  // With the f32 KV cache, so that only the kernels differ from the oracle.
   size_t total = 0;
   for (const auto& r : oracle_) total += r.tokens.size();
   for (const std::string& isa : isas()) {
     SCOPED_TRACE(isa);
-    auto e = make(isa, 2);
+    auto e = make(isa, 2, "f32");
     ASSERT_NE(e, nullptr);
     std::vector<GenerationResult> got;
     ASSERT_TRUE(run(*e, &got).ok());
@@ -121,6 +124,48 @@ TEST_F(CpuBf16BackendTest, EveryKernelMatchesTheF32Backend) {
       EXPECT_EQ(same, total);
     }
   }
+}
+
+TEST_F(CpuBf16BackendTest, Bf16KvCacheStaysWithinBf16ToleranceOfTheF32Backend) {
+  // K and V rounded to bf16 once as they are cached (~2^-9 relative each):
+  // the same bound as the bf16-activation kernel, alone and together.
+  size_t total = 0;
+  for (const auto& r : oracle_) total += r.tokens.size();
+  for (const std::string& isa : isas()) {
+    SCOPED_TRACE(isa);
+    auto e = make(isa, 2, "bf16");
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->backend().kv_dtype(), DType::kBF16);
+    std::vector<GenerationResult> got;
+    ASSERT_TRUE(run(*e, &got).ok());
+    ASSERT_EQ(got.size(), oracle_.size());
+    size_t same = 0;
+    const double rel = max_rel_diff(got, oracle_, &same);
+    EXPECT_LT(rel, 2e-2);
+    EXPECT_GT(rel, 0.0) << "the cache was not rounded";
+    EXPECT_GT(same, total * 3 / 4) << "greedy tokens drifted early";
+  }
+}
+
+TEST_F(CpuBf16BackendTest, Bf16KvCacheHoldsTwiceTheTokensInTheSamePool) {
+  EngineOptions o;
+  o.pool_bytes = 8 << 20;
+  auto make_kv = [&](const std::string& kv) -> std::unique_ptr<Engine> {
+    BackendOptions bo;
+    bo.kv_cache_dtype = kv;
+    auto b = create_backend("cpu-bf16", bo);
+    EXPECT_TRUE(b.ok()) << b.status();
+    auto e = Engine::create(weights_, std::move(*b), o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  };
+  auto f32 = make_kv("f32"), bf16 = make_kv("auto");
+  ASSERT_TRUE(f32 && bf16);
+  const ModelConfig& c = weights_->config();
+  // A page: K and V rows of 16 tokens (EngineOptions' default) of one layer.
+  EXPECT_EQ(f32->stats().page_bytes, 2 * 16 * c.kv_dim() * 4);
+  EXPECT_EQ(bf16->stats().page_bytes, 2 * 16 * c.kv_dim() * 2);
+  EXPECT_EQ(bf16->stats().pool.total, 2 * f32->stats().pool.total);
 }
 
 TEST_F(CpuBf16BackendTest, ThreadCountDoesNotChangeAnyLogit) {
@@ -190,6 +235,22 @@ TEST_F(CpuBf16BackendTest, RefusesUnknownOrMissingInstructionSets) {
   bo.cpu_isa = "auto";
   bo.threads = -1;
   EXPECT_FALSE(create_backend("cpu-bf16", bo).ok());
+}
+
+TEST_F(CpuBf16BackendTest, KvCacheDtypeIsCheckedPerBackend) {
+  BackendOptions bo;
+  bo.kv_cache_dtype = "fp8";
+  EXPECT_EQ(create_backend("cpu-bf16", bo).status().code(), StatusCode::kInvalidArgument);
+  bo.kv_cache_dtype = "bf16";
+  // The cpu backend is the f32 oracle.
+  EXPECT_EQ(create_backend("cpu", bo).status().code(), StatusCode::kInvalidArgument);
+  bo.kv_cache_dtype = "f32";
+  auto cpu = create_backend("cpu", bo);
+  ASSERT_TRUE(cpu.ok());
+  EXPECT_EQ((*cpu)->kv_dtype(), DType::kF32);
+  auto fast = create_backend("cpu-bf16", bo);
+  ASSERT_TRUE(fast.ok());
+  EXPECT_EQ((*fast)->kv_dtype(), DType::kF32);
 }
 
 }  // namespace
