@@ -267,7 +267,21 @@ class CpuBackend : public Backend {
   }
 
   Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override {
+    LS_ASSIGN_OR_RETURN(const kernels::SampleParams p, sample_params(logits, out));
+    LS_RETURN_IF_ERROR(kernels::sample_ref(p));
+    keep_logits(logits, want_logits, out);
+    return ok_status();
+  }
+
+ protected:
+  // Sampling of every row of `logits` with the plan's configs into `out`
+  // (sized here); a backend runs it whole or in row slices.
+  StatusOr<kernels::SampleParams> sample_params(const Tensor& logits, SampleResult* out) const {
     const int64_t n = logits.rows;
+    if (n > 0 && (plan_->sampling.size() < static_cast<size_t>(n) ||
+                  plan_->sample_steps.size() < static_cast<size_t>(n))) {
+      return invalid_argument(name() + " backend: fewer sampling configs than logit rows");
+    }
     out->tokens.assign(n, 0);
     out->logprobs.assign(n, 0.0f);
     kernels::SampleParams p;
@@ -278,16 +292,16 @@ class CpuBackend : public Backend {
     p.steps = plan_->sample_steps.data();
     p.out_tokens = out->tokens.data();
     p.out_logprobs = out->logprobs.data();
-    LS_RETURN_IF_ERROR(kernels::sample_ref(p));
+    return p;
+  }
+  static void keep_logits(const Tensor& logits, bool want_logits, SampleResult* out) {
     if (want_logits) {
-      out->logits.assign(f32(logits), f32(logits) + n * logits.cols);
+      out->logits.assign(f32(logits), f32(logits) + logits.rows * logits.cols);
     } else {
       out->logits.clear();
     }
-    return ok_status();
   }
 
- protected:
   kernels::AttentionParams attention_params(int32_t layer, const Tensor& q, Tensor out) const {
     kernels::AttentionParams p;
     p.q = f32(q);

@@ -245,29 +245,18 @@ class CpuBf16Backend final : public CpuBackend {
 
   Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override {
     OpTimer timer(this, Op::kSample);
-    const int64_t n = logits.rows;
-    if (n > 0 && (plan_->sampling.size() < static_cast<size_t>(n) ||
-                  plan_->sample_steps.size() < static_cast<size_t>(n))) {
-      return invalid_argument("cpu-bf16 backend: fewer sampling configs than logit rows");
-    }
-    out->tokens.assign(n, 0);
-    out->logprobs.assign(n, 0.0f);
-    LS_RETURN_IF_ERROR(run_split(n, 1, [&](int64_t b, int64_t e) {
-      kernels::SampleParams p;
-      p.logits = f32(logits) + b * logits.cols;
+    LS_ASSIGN_OR_RETURN(const kernels::SampleParams all, sample_params(logits, out));
+    LS_RETURN_IF_ERROR(run_split(all.num_rows, 1, [&](int64_t b, int64_t e) {
+      kernels::SampleParams p = all;  // rows [b, e)
+      p.logits += b * all.vocab;
       p.num_rows = e - b;
-      p.vocab = logits.cols;
-      p.configs = plan_->sampling.data() + b;
-      p.steps = plan_->sample_steps.data() + b;
-      p.out_tokens = out->tokens.data() + b;
-      p.out_logprobs = out->logprobs.data() + b;
+      p.configs += b;
+      p.steps += b;
+      p.out_tokens += b;
+      p.out_logprobs += b;
       return kernels::sample_cpu(p, static_cast<int>(isa_));
     }));
-    if (want_logits) {
-      out->logits.assign(f32(logits), f32(logits) + n * logits.cols);
-    } else {
-      out->logits.clear();
-    }
+    keep_logits(logits, want_logits, out);
     return ok_status();
   }
 

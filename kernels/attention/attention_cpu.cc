@@ -1,7 +1,8 @@
 // The cpu-bf16 backend's attention: attention_ref's math over the paged KV
 // cache (scores, softmax with the maximum subtracted, weighted sum of V
-// rows), with each step on SIMD (kernels/gemm/gemm_bf16.h) and the K/V row
-// addresses of a token's sequence looked up once for all its heads. The
+// rows), with each step on SIMD (kernels/gemm/gemm_bf16.h), the K/V row
+// addresses of a token's sequence looked up once for all its heads, and
+// each row read once for the query heads of its KV head (GQA). The
 // cache holds f32 rows or bf16 rows (widened exactly as they are read). The
 // caller splits the tokens between threads.
 #include <algorithm>
@@ -12,25 +13,6 @@
 
 namespace loraserve::kernels {
 
-namespace {
-void dot_rows(const float* q, const float* const* rows, int64_t off, int64_t n, int64_t d,
-              float scale, float* out, CpuIsa isa) {
-  dot_rows_f32(q, rows, off, n, d, scale, out, isa);
-}
-void dot_rows(const float* q, const uint16_t* const* rows, int64_t off, int64_t n, int64_t d,
-              float scale, float* out, CpuIsa isa) {
-  dot_rows_bf16(q, rows, off, n, d, scale, out, isa);
-}
-void weighted_rows_sum(const float* w, const float* const* rows, int64_t off, int64_t n,
-                       int64_t d, float* out, CpuIsa isa) {
-  weighted_rows_sum_f32(w, rows, off, n, d, out, isa);
-}
-void weighted_rows_sum(const float* w, const uint16_t* const* rows, int64_t off, int64_t n,
-                       int64_t d, float* out, CpuIsa isa) {
-  weighted_rows_sum_bf16(w, rows, off, n, d, out, isa);
-}
-}  // namespace
-
 template <typename KvT>
 void attention_cpu_tokens(const AttentionParamsOver<KvT>& p, int isa_int, int64_t t_begin,
                           int64_t t_end) {
@@ -39,27 +21,33 @@ void attention_cpu_tokens(const AttentionParamsOver<KvT>& p, int isa_int, int64_
   const int64_t group = p.num_q_heads / p.num_kv_heads;
   const int64_t q_dim = p.num_q_heads * d;
   std::vector<const KvT*> k_rows, v_rows;
-  std::vector<float> scores;
-  std::vector<float> acc(static_cast<size_t>(d));
+  std::vector<float> scores;                                 // [group][n]
+  std::vector<float> acc(static_cast<size_t>(group * d));   // [group][d]
+  std::vector<float> inv(static_cast<size_t>(group));       // 1 / softmax denominators
   for (int64_t t = t_begin; t < t_end; ++t) {
     const int32_t seq = p.token_seq[t];
     const int64_t n = static_cast<int64_t>(p.positions[t]) + 1;
     k_rows.resize(static_cast<size_t>(n));
     v_rows.resize(static_cast<size_t>(n));
-    scores.resize(static_cast<size_t>(n));
+    scores.resize(static_cast<size_t>(group * n));
     for (int32_t j = 0; j < n; ++j) {
       k_rows[j] = p.kv.k_row(seq, j);
       v_rows[j] = p.kv.v_row(seq, j);
     }
-    for (int64_t h = 0; h < p.num_q_heads; ++h) {
-      const int64_t off = t * q_dim + h * d;
-      const int64_t kv_off = (h / group) * d;
-      dot_rows(p.q + off, k_rows.data(), kv_off, n, d, p.scale, scores.data(), isa);
-      const float denom = softmax_exp_f32(scores.data(), n, isa);
-      weighted_rows_sum(scores.data(), v_rows.data(), kv_off, n, d, acc.data(), isa);
+    // The q heads of one KV head together: each K/V row is read once for
+    // the group (kernels/gemm/gemm_bf16.h, dot_rows_heads).
+    for (int64_t g = 0; g < p.num_kv_heads; ++g) {
+      const int64_t off = t * q_dim + g * group * d;
+      const int heads = static_cast<int>(group);
+      dot_rows_heads(p.q + off, heads, k_rows.data(), g * d, n, d, p.scale, scores.data(), isa);
+      for (int64_t h = 0; h < group; ++h) {
+        inv[h] = 1.0f / softmax_exp_f32(scores.data() + h * n, n, isa);
+      }
+      weighted_rows_sum_heads(scores.data(), heads, v_rows.data(), g * d, n, d, acc.data(), isa);
       // `acc` is a scratch copy, so `out` may alias `q`.
-      const float inv = 1.0f / denom;
-      for (int64_t i = 0; i < d; ++i) p.out[off + i] = acc[i] * inv;
+      for (int64_t h = 0; h < group; ++h) {
+        for (int64_t i = 0; i < d; ++i) p.out[off + h * d + i] = acc[h * d + i] * inv[h];
+      }
     }
   }
 }

@@ -194,7 +194,9 @@ void run(CpuIsa isa, int64_t nq, int64_t nkv, int64_t d) {
 
 TEST(AttentionCpu, F32CacheMatchesDenseReference) {
   for (CpuIsa isa : available_isas()) {
-    run<float>(isa, 4, 2, 64);  // the d=64 fast path
+    run<float>(isa, 4, 2, 64);  // the d=64 fast path: 2 q heads per KV head
+    run<float>(isa, 6, 2, 64);  // 3 per KV head
+    run<float>(isa, 8, 1, 64);  // 8: two passes of 4 heads
     run<float>(isa, 3, 1, 40);  // a partial vector at the end of each row
   }
 }
@@ -202,6 +204,7 @@ TEST(AttentionCpu, F32CacheMatchesDenseReference) {
 TEST(AttentionCpu, Bf16CacheMatchesDenseReferenceOverRoundedRows) {
   for (CpuIsa isa : available_isas()) {
     run<uint16_t>(isa, 4, 2, 64);
+    run<uint16_t>(isa, 5, 1, 64);  // 5 q heads per KV head: 4 + 1
     run<uint16_t>(isa, 3, 1, 40);
     run<uint16_t>(isa, 2, 2, 128);
   }

@@ -72,6 +72,19 @@ void dot_rows_bf16(const float* q, const uint16_t* const* rows, int64_t offset, 
 void weighted_rows_sum_bf16(const float* w, const uint16_t* const* rows, int64_t offset,
                             int64_t n, int64_t d, float* out, CpuIsa isa);
 
+// GQA: the same for `heads` consecutive query heads (q + h * d) that share
+// the rows: out[h * n + j] for the scores, out[h * d + i] for the weighted
+// sums of w[h * n + j]. With d = 64 on AVX-512 each row is read once for
+// up to four heads; elsewhere head by head.
+void dot_rows_heads(const float* q, int heads, const float* const* rows, int64_t offset,
+                    int64_t n, int64_t d, float scale, float* out, CpuIsa isa);
+void dot_rows_heads(const float* q, int heads, const uint16_t* const* rows, int64_t offset,
+                    int64_t n, int64_t d, float scale, float* out, CpuIsa isa);
+void weighted_rows_sum_heads(const float* w, int heads, const float* const* rows, int64_t offset,
+                             int64_t n, int64_t d, float* out, CpuIsa isa);
+void weighted_rows_sum_heads(const float* w, int heads, const uint16_t* const* rows,
+                             int64_t offset, int64_t n, int64_t d, float* out, CpuIsa isa);
+
 // Per-ISA entry points (gemm_bf16_<isa>.cc); callers use gemm_bf16_cpu.
 namespace detail {
 void gemm_bf16_avx512bf16(const GemmBf16Params& p);
@@ -95,6 +108,19 @@ void dot_rows_bf16_avx512(const float* q, const uint16_t* const* rows, int64_t o
                           int64_t d, float scale, float* out);
 void weighted_rows_sum_bf16_avx512(const float* w, const uint16_t* const* rows, int64_t offset,
                                    int64_t n, int64_t d, float* out);
+// GQA with head_dim 64: `heads` (1..4) consecutive query heads that share
+// the K/V rows, each row read once for all of them. dot: out[h * n + j] =
+// scale * dot(q + 64 h, rows[j] + offset); weighted sum: out[64 h + i] =
+// sum_j w[h * n + j] * (rows[j] + offset)[i]. The per-head functions above
+// give the same sums up to the order of additions.
+void dot_rows_heads_d64_avx512(const float* q, int heads, const float* const* rows,
+                               int64_t offset, int64_t n, float scale, float* out);
+void dot_rows_heads_d64_avx512(const float* q, int heads, const uint16_t* const* rows,
+                               int64_t offset, int64_t n, float scale, float* out);
+void weighted_rows_sum_heads_d64_avx512(const float* w, int heads, const float* const* rows,
+                                        int64_t offset, int64_t n, float* out);
+void weighted_rows_sum_heads_d64_avx512(const float* w, int heads, const uint16_t* const* rows,
+                                        int64_t offset, int64_t n, float* out);
 }  // namespace detail
 
 }  // namespace loraserve::kernels

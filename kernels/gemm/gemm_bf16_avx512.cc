@@ -425,4 +425,95 @@ void weighted_rows_sum_bf16_avx512(const float* w, const uint16_t* const* rows, 
   }
 }
 
+namespace {
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const uint16_t* p) { return load_bf16x16(0xffff, p); }
+
+// GQA, head_dim 64: the H query heads (1..4) that share one KV head read
+// each K/V row once. Four heads' sums are reduced together (reduce4).
+template <int H, typename T>
+void dot_rows_heads_d64(const float* q, const T* const* rows, int64_t offset, int64_t n,
+                        float scale, float* out) {
+  __m512 qv[H][4];
+  for (int h = 0; h < H; ++h)
+    for (int c = 0; c < 4; ++c) qv[h][c] = _mm512_loadu_ps(q + h * 64 + c * 16);
+  const __m512 z = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    const T* k = rows[j] + offset;
+    const __m512 k0 = load16(k), k1 = load16(k + 16), k2 = load16(k + 32), k3 = load16(k + 48);
+    __m512 acc[4] = {z, z, z, z};
+    for (int h = 0; h < H; ++h) {
+      __m512 a = _mm512_mul_ps(qv[h][0], k0);
+      __m512 b = _mm512_mul_ps(qv[h][1], k1);
+      a = _mm512_fmadd_ps(qv[h][2], k2, a);
+      b = _mm512_fmadd_ps(qv[h][3], k3, b);
+      acc[h] = _mm512_add_ps(a, b);
+    }
+    float sums[4];
+    _mm_storeu_ps(sums, reduce4(acc[0], acc[1], acc[2], acc[3]));
+    for (int h = 0; h < H; ++h) out[h * n + j] = sums[h] * scale;
+  }
+}
+
+template <int H, typename T>
+void weighted_rows_sum_heads_d64(const float* w, const T* const* rows, int64_t offset, int64_t n,
+                                 float* out) {
+  __m512 acc[H][4];
+  for (int h = 0; h < H; ++h)
+    for (int c = 0; c < 4; ++c) acc[h][c] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    const T* v = rows[j] + offset;
+    const __m512 v0 = load16(v), v1 = load16(v + 16), v2 = load16(v + 32), v3 = load16(v + 48);
+    for (int h = 0; h < H; ++h) {
+      const __m512 wj = _mm512_set1_ps(w[h * n + j]);
+      acc[h][0] = _mm512_fmadd_ps(wj, v0, acc[h][0]);
+      acc[h][1] = _mm512_fmadd_ps(wj, v1, acc[h][1]);
+      acc[h][2] = _mm512_fmadd_ps(wj, v2, acc[h][2]);
+      acc[h][3] = _mm512_fmadd_ps(wj, v3, acc[h][3]);
+    }
+  }
+  for (int h = 0; h < H; ++h)
+    for (int c = 0; c < 4; ++c) _mm512_storeu_ps(out + h * 64 + c * 16, acc[h][c]);
+}
+
+template <typename T>
+void dot_rows_heads_any(const float* q, int heads, const T* const* rows, int64_t offset,
+                        int64_t n, float scale, float* out) {
+  switch (heads) {
+    case 1: dot_rows_heads_d64<1>(q, rows, offset, n, scale, out); break;
+    case 2: dot_rows_heads_d64<2>(q, rows, offset, n, scale, out); break;
+    case 3: dot_rows_heads_d64<3>(q, rows, offset, n, scale, out); break;
+    default: dot_rows_heads_d64<4>(q, rows, offset, n, scale, out); break;
+  }
+}
+
+template <typename T>
+void weighted_rows_sum_heads_any(const float* w, int heads, const T* const* rows, int64_t offset,
+                                 int64_t n, float* out) {
+  switch (heads) {
+    case 1: weighted_rows_sum_heads_d64<1>(w, rows, offset, n, out); break;
+    case 2: weighted_rows_sum_heads_d64<2>(w, rows, offset, n, out); break;
+    case 3: weighted_rows_sum_heads_d64<3>(w, rows, offset, n, out); break;
+    default: weighted_rows_sum_heads_d64<4>(w, rows, offset, n, out); break;
+  }
+}
+}  // namespace
+
+void dot_rows_heads_d64_avx512(const float* q, int heads, const float* const* rows,
+                               int64_t offset, int64_t n, float scale, float* out) {
+  dot_rows_heads_any(q, heads, rows, offset, n, scale, out);
+}
+void dot_rows_heads_d64_avx512(const float* q, int heads, const uint16_t* const* rows,
+                               int64_t offset, int64_t n, float scale, float* out) {
+  dot_rows_heads_any(q, heads, rows, offset, n, scale, out);
+}
+void weighted_rows_sum_heads_d64_avx512(const float* w, int heads, const float* const* rows,
+                                        int64_t offset, int64_t n, float* out) {
+  weighted_rows_sum_heads_any(w, heads, rows, offset, n, out);
+}
+void weighted_rows_sum_heads_d64_avx512(const float* w, int heads, const uint16_t* const* rows,
+                                        int64_t offset, int64_t n, float* out) {
+  weighted_rows_sum_heads_any(w, heads, rows, offset, n, out);
+}
+
 }  // namespace loraserve::kernels::detail

@@ -203,6 +203,76 @@ void weighted_rows_sum_bf16(const float* w, const uint16_t* const* rows, int64_t
   }
 }
 
+namespace {
+void dot_rows_any(const float* q, const float* const* rows, int64_t off, int64_t n, int64_t d,
+                  float scale, float* out, CpuIsa isa) {
+  dot_rows_f32(q, rows, off, n, d, scale, out, isa);
+}
+void dot_rows_any(const float* q, const uint16_t* const* rows, int64_t off, int64_t n, int64_t d,
+                  float scale, float* out, CpuIsa isa) {
+  dot_rows_bf16(q, rows, off, n, d, scale, out, isa);
+}
+void weighted_rows_sum_any(const float* w, const float* const* rows, int64_t off, int64_t n,
+                           int64_t d, float* out, CpuIsa isa) {
+  weighted_rows_sum_f32(w, rows, off, n, d, out, isa);
+}
+void weighted_rows_sum_any(const float* w, const uint16_t* const* rows, int64_t off, int64_t n,
+                           int64_t d, float* out, CpuIsa isa) {
+  weighted_rows_sum_bf16(w, rows, off, n, d, out, isa);
+}
+
+bool grouped_fast_path(int64_t d, CpuIsa isa) {
+  return d == 64 && (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512);
+}
+
+template <typename T>
+void dot_rows_heads_t(const float* q, int heads, const T* const* rows, int64_t offset, int64_t n,
+                      int64_t d, float scale, float* out, CpuIsa isa) {
+  for (int h0 = 0; h0 < heads; h0 += 4) {
+    const int hs = heads - h0 < 4 ? heads - h0 : 4;
+    if (grouped_fast_path(d, isa)) {
+      detail::dot_rows_heads_d64_avx512(q + h0 * d, hs, rows, offset, n, scale, out + h0 * n);
+      continue;
+    }
+    for (int h = h0; h < h0 + hs; ++h) {
+      dot_rows_any(q + h * d, rows, offset, n, d, scale, out + h * n, isa);
+    }
+  }
+}
+
+template <typename T>
+void weighted_rows_sum_heads_t(const float* w, int heads, const T* const* rows, int64_t offset,
+                               int64_t n, int64_t d, float* out, CpuIsa isa) {
+  for (int h0 = 0; h0 < heads; h0 += 4) {
+    const int hs = heads - h0 < 4 ? heads - h0 : 4;
+    if (grouped_fast_path(d, isa)) {
+      detail::weighted_rows_sum_heads_d64_avx512(w + h0 * n, hs, rows, offset, n, out + h0 * d);
+      continue;
+    }
+    for (int h = h0; h < h0 + hs; ++h) {
+      weighted_rows_sum_any(w + h * n, rows, offset, n, d, out + h * d, isa);
+    }
+  }
+}
+}  // namespace
+
+void dot_rows_heads(const float* q, int heads, const float* const* rows, int64_t offset,
+                    int64_t n, int64_t d, float scale, float* out, CpuIsa isa) {
+  dot_rows_heads_t(q, heads, rows, offset, n, d, scale, out, isa);
+}
+void dot_rows_heads(const float* q, int heads, const uint16_t* const* rows, int64_t offset,
+                    int64_t n, int64_t d, float scale, float* out, CpuIsa isa) {
+  dot_rows_heads_t(q, heads, rows, offset, n, d, scale, out, isa);
+}
+void weighted_rows_sum_heads(const float* w, int heads, const float* const* rows, int64_t offset,
+                             int64_t n, int64_t d, float* out, CpuIsa isa) {
+  weighted_rows_sum_heads_t(w, heads, rows, offset, n, d, out, isa);
+}
+void weighted_rows_sum_heads(const float* w, int heads, const uint16_t* const* rows,
+                             int64_t offset, int64_t n, int64_t d, float* out, CpuIsa isa) {
+  weighted_rows_sum_heads_t(w, heads, rows, offset, n, d, out, isa);
+}
+
 void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa) {
   if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
     detail::axpy_f32_avx512(alpha, x, y, n);

@@ -141,7 +141,9 @@ TEST(CpuIsa, ParsesAndRefusesWhatTheCpuLacks) {
   EXPECT_EQ(*parse_cpu_isa("auto"), detect_cpu_isa());
   EXPECT_EQ(*parse_cpu_isa("scalar"), CpuIsa::kScalar);
   EXPECT_FALSE(parse_cpu_isa("sse9").ok());
-  if (detect_cpu_isa() != CpuIsa::kAvx512Bf16) EXPECT_FALSE(parse_cpu_isa("avx512bf16").ok());
+  if (detect_cpu_isa() != CpuIsa::kAvx512Bf16) {
+    EXPECT_FALSE(parse_cpu_isa("avx512bf16").ok());
+  }
 }
 
 TEST(CpuVectorOps, DotAndAxpyMatchScalar) {
