@@ -230,14 +230,7 @@ class CpuBackend : public Backend {
   }
 
   Status kv_append(int32_t layer, const Tensor& k, const Tensor& v) override {
-    kernels::KvAppendParams p;
-    p.k = f32(k);
-    p.v = f32(v);
-    p.token_seq = plan_->token_seq.data();
-    p.positions = plan_->positions.data();
-    p.num_tokens = k.rows;
-    p.kv = kv_view(layer);
-    return kernels::kv_append_ref(p);
+    return kernels::kv_append_ref(kv_append_params(k, v, kv_view(layer)));
   }
 
   Status attention(int32_t layer, const Tensor& q, Tensor out) override {
@@ -274,6 +267,20 @@ class CpuBackend : public Backend {
   }
 
  protected:
+  // This step's K/V rows into `view` (f32, or bf16 in cpu-bf16).
+  template <typename KvT>
+  kernels::KvAppendParamsOver<KvT> kv_append_params(const Tensor& k, const Tensor& v,
+                                                    const kernels::PagedKv<KvT>& view) const {
+    kernels::KvAppendParamsOver<KvT> p;
+    p.k = f32(k);
+    p.v = f32(v);
+    p.token_seq = plan_->token_seq.data();
+    p.positions = plan_->positions.data();
+    p.num_tokens = k.rows;
+    p.kv = view;
+    return p;
+  }
+
   // Sampling of every row of `logits` with the plan's configs into `out`
   // (sized here); a backend runs it whole or in row slices.
   StatusOr<kernels::SampleParams> sample_params(const Tensor& logits, SampleResult* out) const {

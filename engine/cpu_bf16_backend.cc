@@ -204,14 +204,8 @@ class CpuBf16Backend final : public CpuBackend {
     if (kv_dtype_ != DType::kBF16) return CpuBackend::kv_append(layer, k, v);
     LS_RETURN_IF_ERROR(check_f32(k, "kv_append k"));
     LS_RETURN_IF_ERROR(check_f32(v, "kv_append v"));
-    kernels::KvAppendBf16KvParams p;
-    p.k = f32(k);
-    p.v = f32(v);
-    p.token_seq = plan_->token_seq.data();
-    p.positions = plan_->positions.data();
-    p.num_tokens = k.rows;
-    p.kv = kv_view_bf16(layer);
-    return kernels::kv_append_bf16kv_cpu(p, static_cast<int>(isa_));
+    return kernels::kv_append_bf16kv_cpu(kv_append_params(k, v, kv_view_bf16(layer)),
+                                         static_cast<int>(isa_));
   }
 
   Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override {

@@ -13,58 +13,14 @@
 
 #include "common/dtype.h"
 #include "kernels/attention/attention.h"
+#include "kernels/attention/paged_cache_testing.h"
 #include "kernels/gemm/gemm_bf16.h"
 
 namespace loraserve::kernels {
 namespace {
 
-std::vector<CpuIsa> available_isas() {
-  std::vector<CpuIsa> out;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
-    if (static_cast<int>(isa) <= static_cast<int>(detect_cpu_isa())) out.push_back(isa);
-  }
-  return out;
-}
-
-// Shuffled pages of 4 tokens, two layers (the view addresses layer 1),
-// padding between pages; unwritten elements are NaN (0xffff in bf16).
 template <typename T>
-struct Cache {
-  int32_t page_tokens = 4, num_layers = 2, layer = 1, kv_dim = 0;
-  int64_t page_stride = 0;
-  std::vector<T> pool;
-  std::vector<int32_t> block_indptr{0}, page_ids;
-
-  Cache(const std::vector<int32_t>& blocks, int32_t kd, T poison) : kv_dim(kd) {
-    page_stride = 2 * page_tokens * kv_dim + 8;
-    for (int32_t b : blocks) block_indptr.push_back(block_indptr.back() + b);
-    std::vector<int32_t> ids(block_indptr.back() * num_layers + 2);
-    std::iota(ids.begin(), ids.end(), 0);
-    std::mt19937 rng(5);
-    std::shuffle(ids.begin(), ids.end(), rng);
-    page_ids.assign(ids.begin(), ids.begin() + block_indptr.back() * num_layers);
-    pool.assign(ids.size() * page_stride, poison);
-  }
-  PagedKv<T> view() {
-    PagedKv<T> v;
-    v.pool = pool.data();
-    v.page_stride = page_stride;
-    v.page_tokens = page_tokens;
-    v.kv_dim = kv_dim;
-    v.num_layers = num_layers;
-    v.layer = layer;
-    v.block_indptr = block_indptr.data();
-    v.page_ids = page_ids.data();
-    v.num_seqs = static_cast<int32_t>(block_indptr.size()) - 1;
-    return v;
-  }
-  // The header's formula, written out again.
-  T* k_at(int32_t s, int32_t pos) {
-    const int32_t page = page_ids[(block_indptr[s] + pos / page_tokens) * num_layers + layer];
-    return pool.data() + page * page_stride + (pos % page_tokens) * kv_dim;
-  }
-  T* v_at(int32_t s, int32_t pos) { return k_at(s, pos) + page_tokens * kv_dim; }
-};
+using Cache = testing_util::PagedCacheOf<T>;
 
 // Dense causal attention of one (token, head) in double over f32 K/V rows.
 std::vector<double> dense(const float* q, const std::vector<float>& k, const std::vector<float>& v,
@@ -97,10 +53,9 @@ void run(CpuIsa isa, int64_t nq, int64_t nkv, int64_t d) {
   SCOPED_TRACE(std::string(cpu_isa_name(isa)) + " nq=" + std::to_string(nq) + " nkv=" +
                std::to_string(nkv) + " d=" + std::to_string(d) +
                (sizeof(T) == 2 ? " bf16 cache" : " f32 cache"));
-  const bool bf16 = sizeof(T) == 2;
   const std::vector<int32_t> lens = {9, 3, 14};
   const int32_t kv_dim = static_cast<int32_t>(nkv * d);
-  Cache<T> cache({3, 1, 4}, kv_dim, bf16 ? T(0xffff) : T(NAN));
+  Cache<T> cache({3, 1, 4}, kv_dim, 5);
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
   std::vector<std::vector<float>> k(3), v(3);
@@ -193,7 +148,7 @@ void run(CpuIsa isa, int64_t nq, int64_t nkv, int64_t d) {
 }
 
 TEST(AttentionCpu, F32CacheMatchesDenseReference) {
-  for (CpuIsa isa : available_isas()) {
+  for (CpuIsa isa : runnable_cpu_isas()) {
     run<float>(isa, 4, 2, 64);  // the d=64 fast path: 2 q heads per KV head
     run<float>(isa, 6, 2, 64);  // 3 per KV head
     run<float>(isa, 8, 1, 64);  // 8: two passes of 4 heads
@@ -202,7 +157,7 @@ TEST(AttentionCpu, F32CacheMatchesDenseReference) {
 }
 
 TEST(AttentionCpu, Bf16CacheMatchesDenseReferenceOverRoundedRows) {
-  for (CpuIsa isa : available_isas()) {
+  for (CpuIsa isa : runnable_cpu_isas()) {
     run<uint16_t>(isa, 4, 2, 64);
     run<uint16_t>(isa, 5, 1, 64);  // 5 q heads per KV head: 4 + 1
     run<uint16_t>(isa, 3, 1, 40);
@@ -215,8 +170,8 @@ TEST(AttentionCpu, Bf16AppendRoundsTiesToEven) {
   // 1 + 3 * 2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: 1 + 2^-6.
   const std::vector<float> vals = {1.00390625f, 1.01171875f, -2.0f, 0.0f};
   const std::vector<uint16_t> want = {0x3F80, 0x3F82, 0xC000, 0x0000};
-  for (CpuIsa isa : available_isas()) {
-    Cache<uint16_t> cache({1}, 4, 0xffff);
+  for (CpuIsa isa : runnable_cpu_isas()) {
+    Cache<uint16_t> cache({1}, 4, 9);
     const int32_t seq = 0, pos = 2;
     KvAppendBf16KvParams p;
     p.k = vals.data();
@@ -236,7 +191,7 @@ TEST(AttentionCpu, Bf16AppendRoundsTiesToEven) {
 }
 
 TEST(AttentionCpu, Bf16AppendRefusesPositionsBeyondOwnedPages) {
-  Cache<uint16_t> cache({1}, 4, 0xffff);
+  Cache<uint16_t> cache({1}, 4, 9);
   const std::vector<float> row(4, 1.0f);
   const int32_t seq = 0, pos = 4;  // one page of 4 tokens: 0..3
   KvAppendBf16KvParams p;

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "kernels/gemm/gemm_bf16_params.h"
@@ -33,6 +34,8 @@ const char* cpu_isa_name(CpuIsa isa);
 // "auto" (detect), "avx512bf16", "avx512", "avx2", "scalar"; refuses a set
 // this CPU lacks.
 StatusOr<CpuIsa> parse_cpu_isa(const std::string& name);
+// Every kernel this CPU can run, scalar first (what the tests sweep).
+std::vector<CpuIsa> runnable_cpu_isas();
 
 
 Status gemm_bf16_cpu(const GemmBf16Params& p, CpuIsa isa);

@@ -301,32 +301,6 @@ inline __mmask16 tail_mask(int64_t left) {
 }
 }  // namespace
 
-void dot_rows_avx512(const float* q, const float* const* rows, int64_t offset, int64_t n,
-                     int64_t d, float scale, float* out) {
-  if (d == 64) {  // the common head size: q stays in four registers
-    const __m512 q0 = _mm512_loadu_ps(q), q1 = _mm512_loadu_ps(q + 16),
-                 q2 = _mm512_loadu_ps(q + 32), q3 = _mm512_loadu_ps(q + 48);
-    for (int64_t j = 0; j < n; ++j) {
-      const float* k = rows[j] + offset;
-      __m512 a = _mm512_mul_ps(q0, _mm512_loadu_ps(k));
-      __m512 b = _mm512_mul_ps(q1, _mm512_loadu_ps(k + 16));
-      a = _mm512_fmadd_ps(q2, _mm512_loadu_ps(k + 32), a);
-      b = _mm512_fmadd_ps(q3, _mm512_loadu_ps(k + 48), b);
-      out[j] = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) * scale;
-    }
-    return;
-  }
-  for (int64_t j = 0; j < n; ++j) {
-    const float* k = rows[j] + offset;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) {
-      const __mmask16 m = tail_mask(d - i);
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, k + i), acc);
-    }
-    out[j] = _mm512_reduce_add_ps(acc) * scale;
-  }
-}
-
 float softmax_exp_avx512(float* s, int64_t n) {
   __m512 vmax = _mm512_set1_ps(-__builtin_inff());
   for (int64_t i = 0; i < n; i += 16) {
@@ -343,91 +317,16 @@ float softmax_exp_avx512(float* s, int64_t n) {
   return _mm512_reduce_add_ps(sum);
 }
 
-void weighted_rows_sum_avx512(const float* w, const float* const* rows, int64_t offset, int64_t n,
-                              int64_t d, float* out) {
-  if (d == 64) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t j = 0; j < n; ++j) {
-      const float* v = rows[j] + offset;
-      const __m512 wj = _mm512_set1_ps(w[j]);
-      a0 = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v), a0);
-      a1 = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v + 16), a1);
-      a2 = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v + 32), a2);
-      a3 = _mm512_fmadd_ps(wj, _mm512_loadu_ps(v + 48), a3);
-    }
-    _mm512_storeu_ps(out, a0);
-    _mm512_storeu_ps(out + 16, a1);
-    _mm512_storeu_ps(out + 32, a2);
-    _mm512_storeu_ps(out + 48, a3);
-    return;
-  }
-  for (int64_t i = 0; i < d; i += 16) {
-    const __mmask16 k = tail_mask(d - i);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_maskz_loadu_ps(k, rows[j] + offset + i), acc);
-    }
-    _mm512_mask_storeu_ps(out + i, k, acc);
-  }
-}
-
 namespace {
-// 16 bf16 values widened to f32 exactly (a shift into the high half).
-inline __m512 load_bf16x16(__mmask16 m, const uint16_t* p) {
+// 16 values of a K/V row as f32: f32 rows load as they are, bf16 rows are
+// widened exactly (a shift into the high half); `m` masks a row's tail.
+inline __m512 load16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16(__mmask16 m, const uint16_t* p) {
   return _mm512_castsi512_ps(
       _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
-}  // namespace
-
-void dot_rows_bf16_avx512(const float* q, const uint16_t* const* rows, int64_t offset, int64_t n,
-                          int64_t d, float scale, float* out) {
-  for (int64_t j = 0; j < n; ++j) {
-    const uint16_t* k = rows[j] + offset;
-    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= d; i += 32) {
-      a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load_bf16x16(0xffff, k + i), a);
-      b = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), load_bf16x16(0xffff, k + i + 16), b);
-    }
-    for (; i < d; i += 16) {
-      const __mmask16 m = tail_mask(d - i);
-      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), load_bf16x16(m, k + i), a);
-    }
-    out[j] = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) * scale;
-  }
-}
-
-void weighted_rows_sum_bf16_avx512(const float* w, const uint16_t* const* rows, int64_t offset,
-                                   int64_t n, int64_t d, float* out) {
-  if (d == 64) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t j = 0; j < n; ++j) {
-      const uint16_t* v = rows[j] + offset;
-      const __m512 wj = _mm512_set1_ps(w[j]);
-      a0 = _mm512_fmadd_ps(wj, load_bf16x16(0xffff, v), a0);
-      a1 = _mm512_fmadd_ps(wj, load_bf16x16(0xffff, v + 16), a1);
-      a2 = _mm512_fmadd_ps(wj, load_bf16x16(0xffff, v + 32), a2);
-      a3 = _mm512_fmadd_ps(wj, load_bf16x16(0xffff, v + 48), a3);
-    }
-    _mm512_storeu_ps(out, a0);
-    _mm512_storeu_ps(out + 16, a1);
-    _mm512_storeu_ps(out + 32, a2);
-    _mm512_storeu_ps(out + 48, a3);
-    return;
-  }
-  for (int64_t i = 0; i < d; i += 16) {
-    const __mmask16 k = tail_mask(d - i);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), load_bf16x16(k, rows[j] + offset + i), acc);
-    }
-    _mm512_mask_storeu_ps(out + i, k, acc);
-  }
-}
-
-namespace {
-inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 load16(const uint16_t* p) { return load_bf16x16(0xffff, p); }
+template <typename T>
+inline __m512 load16(const T* p) { return load16(static_cast<__mmask16>(0xffff), p); }
 
 // GQA, head_dim 64: the H query heads (1..4) that share one KV head read
 // each K/V row once. Four heads' sums are reduced together (reduce4).
@@ -497,8 +396,53 @@ void weighted_rows_sum_heads_any(const float* w, int heads, const T* const* rows
     default: weighted_rows_sum_heads_d64<4>(w, rows, offset, n, out); break;
   }
 }
+// Any head size, one head.
+template <typename T>
+void dot_rows_t(const float* q, const T* const* rows, int64_t offset, int64_t n, int64_t d,
+                float scale, float* out) {
+  if (d == 64) return dot_rows_heads_d64<1>(q, rows, offset, n, scale, out);
+  for (int64_t j = 0; j < n; ++j) {
+    const T* k = rows[j] + offset;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = tail_mask(d - i);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), load16(m, k + i), acc);
+    }
+    out[j] = _mm512_reduce_add_ps(acc) * scale;
+  }
+}
+
+template <typename T>
+void weighted_rows_sum_t(const float* w, const T* const* rows, int64_t offset, int64_t n,
+                         int64_t d, float* out) {
+  if (d == 64) return weighted_rows_sum_heads_d64<1>(w, rows, offset, n, out);
+  for (int64_t i = 0; i < d; i += 16) {
+    const __mmask16 k = tail_mask(d - i);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), load16(k, rows[j] + offset + i), acc);
+    }
+    _mm512_mask_storeu_ps(out + i, k, acc);
+  }
+}
 }  // namespace
 
+void dot_rows_avx512(const float* q, const float* const* rows, int64_t offset, int64_t n,
+                     int64_t d, float scale, float* out) {
+  dot_rows_t(q, rows, offset, n, d, scale, out);
+}
+void dot_rows_bf16_avx512(const float* q, const uint16_t* const* rows, int64_t offset, int64_t n,
+                          int64_t d, float scale, float* out) {
+  dot_rows_t(q, rows, offset, n, d, scale, out);
+}
+void weighted_rows_sum_avx512(const float* w, const float* const* rows, int64_t offset, int64_t n,
+                              int64_t d, float* out) {
+  weighted_rows_sum_t(w, rows, offset, n, d, out);
+}
+void weighted_rows_sum_bf16_avx512(const float* w, const uint16_t* const* rows, int64_t offset,
+                                   int64_t n, int64_t d, float* out) {
+  weighted_rows_sum_t(w, rows, offset, n, d, out);
+}
 void dot_rows_heads_d64_avx512(const float* q, int heads, const float* const* rows,
                                int64_t offset, int64_t n, float scale, float* out) {
   dot_rows_heads_any(q, heads, rows, offset, n, scale, out);

@@ -60,10 +60,22 @@ const char* cpu_isa_name(CpuIsa isa) {
   return "?";
 }
 
+namespace {
+constexpr CpuIsa kAllIsas[] = {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16};
+}  // namespace
+
+std::vector<CpuIsa> runnable_cpu_isas() {
+  std::vector<CpuIsa> out;
+  for (CpuIsa isa : kAllIsas) {
+    if (static_cast<int>(isa) <= static_cast<int>(detect_cpu_isa())) out.push_back(isa);
+  }
+  return out;
+}
+
 StatusOr<CpuIsa> parse_cpu_isa(const std::string& name) {
   const CpuIsa best = detect_cpu_isa();
   if (name == "auto" || name.empty()) return best;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
+  for (CpuIsa isa : kAllIsas) {
     if (name != cpu_isa_name(isa)) continue;
     if (static_cast<int>(isa) > static_cast<int>(best)) {
       return invalid_argument(std::string("this CPU cannot run the ") + name +

@@ -14,14 +14,6 @@
 namespace loraserve::kernels {
 namespace {
 
-std::vector<CpuIsa> available_isas() {
-  std::vector<CpuIsa> out;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16}) {
-    if (static_cast<int>(isa) <= static_cast<int>(detect_cpu_isa())) out.push_back(isa);
-  }
-  return out;
-}
-
 struct Case {
   int64_t m, n, k, ldx, ldy;
 };
@@ -88,7 +80,7 @@ TEST(GemmBf16, EveryIsaMatchesADoubleLoop) {
                         {4, 6, 64, 64, 6},    {5, 25, 100, 100, 30}, {16, 50, 256, 256, 50},
                         {17, 19, 2100, 2100, 19}, {130, 9, 70, 72, 9}};
   uint32_t seed = 1;
-  for (CpuIsa isa : available_isas()) {
+  for (CpuIsa isa : runnable_cpu_isas()) {
     for (const Case& c : cases) {
       check(isa, c, 0, c.n, false, seed++);
       check(isa, c, 0, c.n, true, seed++);
@@ -103,7 +95,7 @@ TEST(GemmBf16, HandValues) {
   std::vector<uint16_t> xb = {f32_to_bf16(1), f32_to_bf16(2), f32_to_bf16(3)};
   const std::vector<uint16_t> w = {f32_to_bf16(1), f32_to_bf16(0), f32_to_bf16(-1),
                                    f32_to_bf16(0.5f), f32_to_bf16(0.5f), f32_to_bf16(0.5f)};
-  for (CpuIsa isa : available_isas()) {
+  for (CpuIsa isa : runnable_cpu_isas()) {
     std::vector<float> y(2, std::numeric_limits<float>::quiet_NaN());
     GemmBf16Params p;
     p.x = x.data();
@@ -158,7 +150,7 @@ TEST(CpuVectorOps, DotAndAxpyMatchScalar) {
       want += double(a[i]) * b[i];
       mag += std::fabs(double(a[i]) * b[i]);
     }
-    for (CpuIsa isa : available_isas()) {
+    for (CpuIsa isa : runnable_cpu_isas()) {
       EXPECT_NEAR(dot_f32(a.data(), b.data(), n, isa), want, 1e-6 * mag) << cpu_isa_name(isa);
       std::vector<float> y = b;
       axpy_f32(0.5f, a.data(), y.data(), n, isa);
