@@ -2,29 +2,19 @@
 // It is the oracle for the cuda and cpu-bf16 backends and the default where
 // no GPU is. Declared here (not only in cpu_backend.cc) because cpu-bf16
 // derives from it: same pool, KV layout and adapter images, faster ops.
+// The definitions are in cpu_backend.cc.
 #pragma once
 
-#include <cmath>
 #include <cstdlib>
-#include <algorithm>
-#include <cstring>
-#include <fstream>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "engine/backend.h"
-#include "checkpoint/safetensors.h"
-#include "kernels/attention/attention.h"
-#include "kernels/bias/bias.h"
-#include "kernels/embedding/embedding.h"
 #include "engine/step_plan.h"
-#include "kernels/gemm/gemm.h"
+#include "kernels/attention/attention.h"
 #include "kernels/lora/lora_paged.h"
-#include "kernels/qk_norm/qk_norm.h"
-#include "kernels/rmsnorm/rmsnorm.h"
-#include "kernels/rope/rope.h"
 #include "kernels/sampling/sampling.h"
-#include "kernels/silu_mul/silu_mul.h"
 
 namespace loraserve {
 namespace cpu_detail {
@@ -53,218 +43,33 @@ class CpuBackend : public Backend {
   std::string name() const override { return "cpu"; }
   DType activation_dtype() const override { return DType::kF32; }
 
-  Status init(const BackendModelInfo& info, const PoolGeometry& pool) override {
-    LS_RETURN_IF_ERROR(
-        validate_backend_geometry(info, pool, dtype_size(kv_dtype()), "cpu backend"));
-    // Adapter images are f32 across the pages, whatever the KV cache holds.
-    if (pool.page_bytes % static_cast<int64_t>(sizeof(float)) != 0) {
-      return invalid_argument("cpu backend: pool pages must hold whole f32 values");
-    }
-    info_ = info;
-    geom_ = pool;
-    std::free(pool_);
-    const size_t bytes = static_cast<size_t>(pool.num_pages) * pool.page_bytes;
-    pool_ = static_cast<float*>(std::aligned_alloc(64, round_up(bytes, 64)));
-    if (pool_ == nullptr) return resource_exhausted("cpu backend: cannot allocate page pool");
-    return ok_status();
-  }
+  Status init(const BackendModelInfo& info, const PoolGeometry& pool) override;
+  StatusOr<Tensor> upload_weight(const TensorInfo& t) override;
+  StatusOr<Tensor> upload_f32(const float* data, int64_t rows, int64_t cols) override;
 
-  StatusOr<Tensor> upload_weight(const TensorInfo& t) override {
-    if (t.shape.empty() || t.shape.size() > 2) {
-      return invalid_argument("cpu backend: tensor " + t.name + " is not 1-D or 2-D");
-    }
-    const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
-    const int64_t cols = t.shape.back();
-    LS_ASSIGN_OR_RETURN(Tensor out, allocate_activation(rows, cols));
-    convert_to_f32(t.dtype, t.data, f32(out), static_cast<size_t>(rows * cols));
-    return out;
-  }
-
-  StatusOr<Tensor> upload_f32(const float* data, int64_t rows, int64_t cols) override {
-    LS_ASSIGN_OR_RETURN(Tensor out, allocate_activation(rows, cols));
-    std::memcpy(out.data, data, out.nbytes());
-    return out;
-  }
-
-  void release(const Tensor& t) override {
-    auto it = owned_.find(t.data);
-    if (it == owned_.end()) return;
-    std::free(it->first);
-    owned_.erase(it);
-  }
-
-  StatusOr<Tensor> allocate_activation(int64_t rows, int64_t cols) override {
-    if (rows <= 0 || cols <= 0) return invalid_argument("cpu backend: empty allocation");
-    const size_t bytes = round_up(static_cast<size_t>(rows * cols) * sizeof(float), 64);
-    void* p = std::aligned_alloc(64, bytes);
-    if (p == nullptr) return resource_exhausted("cpu backend: out of host memory");
-    owned_.emplace(p, bytes);
-    return Tensor{p, DType::kF32, rows, cols};
-  }
-
-  Status begin_step(const StepPlan& plan) override {
-    LS_RETURN_IF_ERROR(validate_step_plan(plan, info_.num_layers, geom_));
-    plan_ = &plan;
-    return ok_status();
-  }
-
-  Status embedding(const Tensor& table, Tensor out) override {
-    LS_RETURN_IF_ERROR(check_f32(table, "embedding table"));
-    kernels::EmbeddingParams p;
-    p.table = f32(table);
-    p.ids = plan_->token_ids.data();
-    p.out = f32(out);
-    p.num_tokens = out.rows;
-    p.hidden = table.cols;
-    p.vocab = table.rows;
-    return kernels::embedding_ref(p);
-  }
-
-  Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override {
-    kernels::RmsNormParams p;
-    p.x = f32(x);
-    p.weight = f32(weight);
-    p.out = f32(out);
-    p.num_tokens = x.rows;
-    p.hidden = x.cols;
-    p.eps = eps;
-    return kernels::rmsnorm_ref(p);
-  }
-
+  void release(const Tensor& t) override;
+  StatusOr<Tensor> allocate_activation(int64_t rows, int64_t cols) override;
+  Status begin_step(const StepPlan& plan) override;
+  Status embedding(const Tensor& table, Tensor out) override;
+  Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
   Status add_rmsnorm(Tensor residual, const Tensor& delta, const Tensor& weight, float eps,
-                     Tensor out) override {
-    kernels::AddRmsNormParams p;
-    p.residual = f32(residual);
-    p.delta = f32(delta);
-    p.weight = f32(weight);
-    p.out = f32(out);
-    p.num_tokens = residual.rows;
-    p.hidden = residual.cols;
-    p.eps = eps;
-    return kernels::add_rmsnorm_ref(p);
-  }
-
-  Status linear(const Tensor& x, const Tensor& w, Tensor y) override {
-    if (x.cols != w.cols || y.cols != w.rows || x.rows != y.rows) {
-      return invalid_argument("cpu backend: linear shape mismatch");
-    }
-    kernels::GemmParams p;
-    p.x = f32(x);
-    p.w = f32(w);
-    p.y = f32(y);
-    p.m = x.rows;
-    p.n = w.rows;
-    p.k = w.cols;
-    return kernels::gemm_blas(p);
-  }
-
-  Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) override {
-    LS_RETURN_IF_ERROR(validate_linear_bias(w, bias, "cpu backend"));
-    LS_RETURN_IF_ERROR(check_f32(bias, "bias"));
-    LS_RETURN_IF_ERROR(linear(x, w, y));
-    return kernels::bias_add_ref(kernels::BiasAddParams{f32(y), f32(bias), y.rows, y.cols});
-  }
-
+                     Tensor out) override;
+  Status linear(const Tensor& x, const Tensor& w, Tensor y) override;
+  Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) override;
   Status lora(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
-              Tensor scratch) override {
-    if (segments.empty()) return ok_status();
-    kernels::PagedLoraShrinkParams sp;
-    kernels::PagedLoraExpandParams ep;
-    lora_params(x, y, segments, scratch, &sp, &ep);
-    LS_RETURN_IF_ERROR(kernels::lora_shrink_paged_ref(sp));
-    return kernels::lora_expand_paged_ref(ep);
-  }
-
+              Tensor scratch) override;
   HostAllocator host_allocator() const override { return HostAllocator::malloc_allocator(); }
 
-  int64_t available_memory_bytes() const override {
-    std::ifstream meminfo("/proc/meminfo");
-    std::string key;
-    int64_t kb = 0;
-    std::string unit;
-    while (meminfo >> key >> kb >> unit) {
-      if (key == "MemAvailable:") return kb * 1024;
-    }
-    return 0;
-  }
-
-  Status write_pages(const std::vector<int32_t>& pages, const void* src, size_t bytes) override {
-    if (pool_ == nullptr) return failed_precondition("cpu backend: pool not initialised");
-    LS_RETURN_IF_ERROR(validate_page_write(geom_, pages, bytes));
-    const size_t page = static_cast<size_t>(geom_.page_bytes);
-    const char* from = static_cast<const char*>(src);
-    for (size_t i = 0; i * page < bytes; ++i) {
-      std::memcpy(reinterpret_cast<char*>(pool_) + static_cast<size_t>(pages[i]) * page, from + i * page,
-                  std::min(page, bytes - i * page));
-    }
-    return ok_status();
-  }
-
+  int64_t available_memory_bytes() const override;
+  Status write_pages(const std::vector<int32_t>& pages, const void* src, size_t bytes) override;
   Status qk_norm(Tensor q, Tensor k, const Tensor& q_weight, const Tensor& k_weight,
-                 float eps) override {
-    LS_RETURN_IF_ERROR(validate_qk_norm(info_, q, k, q_weight, k_weight, "cpu backend"));
-    kernels::QkNormParams p;
-    p.q = f32(q);
-    p.k = f32(k);
-    p.q_weight = f32(q_weight);
-    p.k_weight = f32(k_weight);
-    p.num_tokens = q.rows;
-    p.num_q_heads = info_.num_q_heads;
-    p.num_kv_heads = info_.num_kv_heads;
-    p.head_dim = info_.head_dim;
-    p.eps = eps;
-    return kernels::qk_norm_ref(p);
-  }
-
-  Status rope(Tensor q, Tensor k) override {
-    kernels::RopeParams p;
-    p.q = f32(q);
-    p.k = f32(k);
-    p.positions = plan_->positions.data();
-    p.inv_freq = info_.rope_inv_freq.data();
-    p.num_tokens = q.rows;
-    p.num_q_heads = info_.num_q_heads;
-    p.num_kv_heads = info_.num_kv_heads;
-    p.head_dim = info_.head_dim;
-    return kernels::rope_ref(p);
-  }
-
-  Status kv_append(int32_t layer, const Tensor& k, const Tensor& v) override {
-    return kernels::kv_append_ref(kv_append_params(k, v, kv_view(layer)));
-  }
-
-  Status attention(int32_t layer, const Tensor& q, Tensor out) override {
-    return kernels::attention_ref(attention_params(layer, q, out));
-  }
-
-  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override {
-    kernels::SiluMulParams p;
-    p.gate = f32(gate);
-    p.up = f32(up);
-    p.out = f32(out);
-    p.num_tokens = gate.rows;
-    p.inter = gate.cols;
-    return kernels::silu_mul_ref(p);
-  }
-
-  Status gather_sample_rows(const Tensor& x, Tensor out) override {
-    const auto& rows = plan_->sample_rows;
-    if (out.rows != static_cast<int64_t>(rows.size()) || out.cols != x.cols) {
-      return invalid_argument("cpu backend: gather shape mismatch");
-    }
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (rows[i] < 0 || rows[i] >= x.rows) return invalid_argument("sample row out of range");
-      std::memcpy(f32(out) + i * x.cols, f32(x) + rows[i] * x.cols, x.cols * sizeof(float));
-    }
-    return ok_status();
-  }
-
-  Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override {
-    LS_ASSIGN_OR_RETURN(const kernels::SampleParams p, sample_params(logits, out));
-    LS_RETURN_IF_ERROR(kernels::sample_ref(p));
-    keep_logits(logits, want_logits, out);
-    return ok_status();
-  }
+                 float eps) override;
+  Status rope(Tensor q, Tensor k) override;
+  Status kv_append(int32_t layer, const Tensor& k, const Tensor& v) override;
+  Status attention(int32_t layer, const Tensor& q, Tensor out) override;
+  Status silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;
+  Status gather_sample_rows(const Tensor& x, Tensor out) override;
+  Status sample(const Tensor& logits, bool want_logits, SampleResult* out) override;
 
  protected:
   // This step's K/V rows into `view` (f32, or bf16 in cpu-bf16).
@@ -283,102 +88,20 @@ class CpuBackend : public Backend {
 
   // Sampling of every row of `logits` with the plan's configs into `out`
   // (sized here); a backend runs it whole or in row slices.
-  StatusOr<kernels::SampleParams> sample_params(const Tensor& logits, SampleResult* out) const {
-    const int64_t n = logits.rows;
-    if (n > 0 && (plan_->sampling.size() < static_cast<size_t>(n) ||
-                  plan_->sample_steps.size() < static_cast<size_t>(n))) {
-      return invalid_argument(name() + " backend: fewer sampling configs than logit rows");
-    }
-    out->tokens.assign(n, 0);
-    out->logprobs.assign(n, 0.0f);
-    kernels::SampleParams p;
-    p.logits = f32(logits);
-    p.num_rows = n;
-    p.vocab = logits.cols;
-    p.configs = plan_->sampling.data();
-    p.steps = plan_->sample_steps.data();
-    p.out_tokens = out->tokens.data();
-    p.out_logprobs = out->logprobs.data();
-    return p;
-  }
-  static void keep_logits(const Tensor& logits, bool want_logits, SampleResult* out) {
-    if (want_logits) {
-      out->logits.assign(f32(logits), f32(logits) + logits.rows * logits.cols);
-    } else {
-      out->logits.clear();
-    }
-  }
+  StatusOr<kernels::SampleParams> sample_params(const Tensor& logits, SampleResult* out) const;
+  static void keep_logits(const Tensor& logits, bool want_logits, SampleResult* out);
 
-  kernels::AttentionParams attention_params(int32_t layer, const Tensor& q, Tensor out) const {
-    kernels::AttentionParams p;
-    p.q = f32(q);
-    p.out = f32(out);
-    p.token_seq = plan_->token_seq.data();
-    p.positions = plan_->positions.data();
-    p.num_tokens = q.rows;
-    p.num_q_heads = info_.num_q_heads;
-    p.num_kv_heads = info_.num_kv_heads;
-    p.head_dim = info_.head_dim;
-    p.scale = 1.0f / std::sqrt(static_cast<float>(info_.head_dim));
-    p.kv = kv_view(layer);
-    return p;
-  }
+  kernels::AttentionParams attention_params(int32_t layer, const Tensor& q, Tensor out) const;
 
   // The shrink and expand parameters of lora() over this backend's pool
   // (the segments are kept in segs_ until the next call).
   void lora_params(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
                    Tensor scratch, kernels::PagedLoraShrinkParams* sp,
-                   kernels::PagedLoraExpandParams* ep) {
-    segs_.clear();
-    for (const LoraSegmentRef& s : segments) {
-      kernels::PagedLoraSegment k;
-      k.begin = s.begin;
-      k.end = s.end;
-      k.rank = s.rank;
-      k.scale = s.scale;
-      k.page_ids = s.page_ids;
-      k.a_offset = s.a_offset;
-      k.bt_offset = s.bt_offset;
-      segs_.push_back(k);
-    }
-    const int64_t page_elems = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
-    sp->x = f32(x);
-    sp->x_stride = x.cols;
-    sp->v = f32(scratch);
-    sp->v_stride = scratch.cols;
-    sp->in_dim = x.cols;
-    sp->num_tokens = x.rows;
-    sp->pool = pool_;
-    sp->page_elems = page_elems;
-    sp->segments = segs_.data();
-    sp->num_segments = static_cast<int32_t>(segs_.size());
-    ep->v = f32(scratch);
-    ep->v_stride = scratch.cols;
-    ep->y = f32(y);
-    ep->y_stride = y.cols;
-    ep->out_dim = y.cols;
-    ep->num_tokens = y.rows;
-    ep->pool = pool_;
-    ep->page_elems = page_elems;
-    ep->segments = segs_.data();
-    ep->num_segments = sp->num_segments;
-  }
+                   kernels::PagedLoraExpandParams* ep);
 
   static size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
-  kernels::PagedKvView kv_view(int32_t layer) const {
-    kernels::PagedKvView v;
-    v.pool = pool_;
-    v.page_stride = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
-    v.page_tokens = geom_.kv_page_tokens;
-    v.kv_dim = static_cast<int32_t>(info_.num_kv_heads * info_.head_dim);
-    v.num_layers = static_cast<int32_t>(info_.num_layers);
-    v.layer = layer;
-    v.block_indptr = plan_->kv_block_indptr.data();
-    v.page_ids = plan_->kv_page_ids.data();
-    v.num_seqs = plan_->num_seqs;
-    return v;
-  }
+  kernels::PagedKvView kv_view(int32_t layer) const;
 
   BackendModelInfo info_;
   PoolGeometry geom_;

@@ -18,9 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "common/thread_pool.h"
 #include "engine/cpu_backend.h"
 #include "kernels/gemm/gemm_bf16.h"
+#include "kernels/rope/rope.h"
 
 namespace loraserve {
 namespace {
