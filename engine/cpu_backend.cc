@@ -254,22 +254,6 @@ void CpuBackend::keep_logits(const Tensor& logits, bool want_logits, SampleResul
   }
 }
 
-kernels::AttentionParams CpuBackend::attention_params(int32_t layer, const Tensor& q,
-                                                      Tensor out) const {
-  kernels::AttentionParams p;
-  p.q = f32(q);
-  p.out = f32(out);
-  p.token_seq = plan_->token_seq.data();
-  p.positions = plan_->positions.data();
-  p.num_tokens = q.rows;
-  p.num_q_heads = info_.num_q_heads;
-  p.num_kv_heads = info_.num_kv_heads;
-  p.head_dim = info_.head_dim;
-  p.scale = 1.0f / std::sqrt(static_cast<float>(info_.head_dim));
-  p.kv = kv_view(layer);
-  return p;
-}
-
 void CpuBackend::lora_params(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
                              Tensor scratch, kernels::PagedLoraShrinkParams* sp,
                              kernels::PagedLoraExpandParams* ep) {
@@ -306,20 +290,6 @@ void CpuBackend::lora_params(const Tensor& x, Tensor y, const std::vector<LoraSe
   ep->page_elems = page_elems;
   ep->segments = segs_.data();
   ep->num_segments = sp->num_segments;
-}
-
-kernels::PagedKvView CpuBackend::kv_view(int32_t layer) const {
-  kernels::PagedKvView v;
-  v.pool = pool_;
-  v.page_stride = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
-  v.page_tokens = geom_.kv_page_tokens;
-  v.kv_dim = static_cast<int32_t>(info_.num_kv_heads * info_.head_dim);
-  v.num_layers = static_cast<int32_t>(info_.num_layers);
-  v.layer = layer;
-  v.block_indptr = plan_->kv_block_indptr.data();
-  v.page_ids = plan_->kv_page_ids.data();
-  v.num_seqs = plan_->num_seqs;
-  return v;
 }
 
 std::unique_ptr<Backend> create_cpu_backend() { return std::make_unique<CpuBackend>(); }

@@ -5,6 +5,7 @@
 // The definitions are in cpu_backend.cc.
 #pragma once
 
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <unordered_map>
@@ -91,7 +92,24 @@ class CpuBackend : public Backend {
   StatusOr<kernels::SampleParams> sample_params(const Tensor& logits, SampleResult* out) const;
   static void keep_logits(const Tensor& logits, bool want_logits, SampleResult* out);
 
-  kernels::AttentionParams attention_params(int32_t layer, const Tensor& q, Tensor out) const;
+  // Attention of q over `layer`'s cache, whose elements are KvT (f32 here,
+  // bf16 in cpu-bf16).
+  template <typename KvT = float>
+  kernels::AttentionParamsOver<KvT> attention_params(int32_t layer, const Tensor& q,
+                                                     Tensor out) const {
+    kernels::AttentionParamsOver<KvT> p;
+    p.q = f32(q);
+    p.out = f32(out);
+    p.token_seq = plan_->token_seq.data();
+    p.positions = plan_->positions.data();
+    p.num_tokens = q.rows;
+    p.num_q_heads = info_.num_q_heads;
+    p.num_kv_heads = info_.num_kv_heads;
+    p.head_dim = info_.head_dim;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(info_.head_dim));
+    p.kv = kv_view<KvT>(layer);
+    return p;
+  }
 
   // The shrink and expand parameters of lora() over this backend's pool
   // (the segments are kept in segs_ until the next call).
@@ -101,7 +119,21 @@ class CpuBackend : public Backend {
 
   static size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
-  kernels::PagedKvView kv_view(int32_t layer) const;
+  // `layer`'s KV pages in this step's plan, read as KvT elements.
+  template <typename KvT = float>
+  kernels::PagedKv<KvT> kv_view(int32_t layer) const {
+    kernels::PagedKv<KvT> v;
+    v.pool = reinterpret_cast<KvT*>(pool_);
+    v.page_stride = geom_.page_bytes / static_cast<int64_t>(sizeof(KvT));
+    v.page_tokens = geom_.kv_page_tokens;
+    v.kv_dim = static_cast<int32_t>(info_.num_kv_heads * info_.head_dim);
+    v.num_layers = static_cast<int32_t>(info_.num_layers);
+    v.layer = layer;
+    v.block_indptr = plan_->kv_block_indptr.data();
+    v.page_ids = plan_->kv_page_ids.data();
+    v.num_seqs = plan_->num_seqs;
+    return v;
+  }
 
   BackendModelInfo info_;
   PoolGeometry geom_;

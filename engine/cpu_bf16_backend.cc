@@ -152,53 +152,18 @@ class CpuBf16Backend final : public CpuBackend {
 
   Status attention(int32_t layer, const Tensor& q, Tensor out) override {
     OpTimer timer(this, Op::kAttention);
-    const kernels::AttentionParams p = attention_params(layer, q, out);
-    if (kv_dtype_ == DType::kBF16) {
-      kernels::AttentionBf16KvParams pb;
-      copy_except_kv(p, &pb);
-      pb.kv = kv_view_bf16(layer);
-      return attend(pb, q.rows);
-    }
-    return attend(p, q.rows);
+    if (kv_dtype_ == DType::kBF16) return attend(attention_params<uint16_t>(layer, q, out));
+    return attend(attention_params(layer, q, out));
   }
 
   template <typename KvT>
-  Status attend(const kernels::AttentionParamsOver<KvT>& p, int64_t rows) {
+  Status attend(const kernels::AttentionParamsOver<KvT>& p) {
     LS_RETURN_IF_ERROR(kernels::validate_attention(p));
     const int isa = static_cast<int>(isa_);
-    threads_.parallel_for(rows, 1, [&](int64_t b, int64_t e) {
+    threads_.parallel_for(p.num_tokens, 1, [&](int64_t b, int64_t e) {
       kernels::attention_cpu_tokens(p, isa, b, e);
     });
     return ok_status();
-  }
-
-  // The f32 cache's parameters with a bf16 view of the same pool pages.
-  static void copy_except_kv(const kernels::AttentionParams& from,
-                             kernels::AttentionBf16KvParams* to) {
-    to->q = from.q;
-    to->out = from.out;
-    to->token_seq = from.token_seq;
-    to->positions = from.positions;
-    to->num_tokens = from.num_tokens;
-    to->num_q_heads = from.num_q_heads;
-    to->num_kv_heads = from.num_kv_heads;
-    to->head_dim = from.head_dim;
-    to->scale = from.scale;
-  }
-
-  kernels::PagedKvViewBf16 kv_view_bf16(int32_t layer) const {
-    const kernels::PagedKvView f = kv_view(layer);
-    kernels::PagedKvViewBf16 v;
-    v.pool = reinterpret_cast<uint16_t*>(f.pool);
-    v.page_stride = geom_.page_bytes / 2;
-    v.page_tokens = f.page_tokens;
-    v.kv_dim = f.kv_dim;
-    v.num_layers = f.num_layers;
-    v.layer = f.layer;
-    v.block_indptr = f.block_indptr;
-    v.page_ids = f.page_ids;
-    v.num_seqs = f.num_seqs;
-    return v;
   }
 
   Status kv_append(int32_t layer, const Tensor& k, const Tensor& v) override {
@@ -206,7 +171,7 @@ class CpuBf16Backend final : public CpuBackend {
     if (kv_dtype_ != DType::kBF16) return CpuBackend::kv_append(layer, k, v);
     LS_RETURN_IF_ERROR(check_f32(k, "kv_append k"));
     LS_RETURN_IF_ERROR(check_f32(v, "kv_append v"));
-    return kernels::kv_append_bf16kv_cpu(kv_append_params(k, v, kv_view_bf16(layer)),
+    return kernels::kv_append_bf16kv_cpu(kv_append_params(k, v, kv_view<uint16_t>(layer)),
                                          static_cast<int>(isa_));
   }
 
