@@ -17,6 +17,10 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
   cmd->add_option("--kv-cache-dtype", f->kv_cache_dtype,
                   "KV cache elements: auto (bf16 on cpu-bf16 and cuda, f32 on cpu) | bf16 | f32")
       ->capture_default_str();
+  cmd->add_option("--cpu-weights", f->cpu_weights,
+                  "cpu-bf16: mapped (the checkpoint's bf16 read in place) | packed (repacked at "
+                  "load for the AVX512-BF16 kernel: faster batches and prefill)")
+      ->capture_default_str();
   cmd->add_option("--pool-fraction", f->pool_fraction,
                   "Unified page pool (KV cache + resident adapters) as a fraction of free device "
                   "memory (cuda) or available host memory (cpu)")
@@ -37,6 +41,7 @@ StatusOr<std::unique_ptr<Engine>> create_engine(const EngineFlags& f,
   bo.threads = f.threads;
   bo.cpu_isa = f.cpu_isa;
   bo.kv_cache_dtype = f.kv_cache_dtype;
+  bo.cpu_weights = f.cpu_weights;
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, create_backend(f.backend, bo));
   LS_ASSIGN_OR_RETURN(int64_t pool_bytes, choose_pool_bytes(*backend, f.pool_mb, f.pool_fraction));
   EngineOptions opts;

@@ -19,12 +19,13 @@ struct EngineFlags {
   int threads = 0;
   std::string cpu_isa = "auto";
   std::string kv_cache_dtype = "auto";
+  std::string cpu_weights = "mapped";
   double pool_fraction = 0.1;
   int64_t pool_mb = 0;
   int32_t kv_page_tokens = 16;
 };
 
-// --backend, --threads, --cpu-isa, --kv-cache-dtype, --pool-fraction, --pool-mb, --kv-page-tokens.
+// --backend, --threads, --cpu-isa, --kv-cache-dtype, --cpu-weights, --pool-fraction, --pool-mb, --kv-page-tokens.
 void add_engine_flags(CLI::App* cmd, EngineFlags* flags);
 
 // Creates the backend the flags name, sizes the pool and builds the engine

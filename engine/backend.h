@@ -175,6 +175,10 @@ struct BackendOptions {
   // The KV cache's element type: "auto" (the backend's own: bf16 on
   // cpu-bf16 and cuda, f32 on cpu), "bf16", or "f32" (cpu and cpu-bf16).
   std::string kv_cache_dtype = "auto";
+  // cpu-bf16: "mapped" reads the checkpoint's bf16 weights in place (no
+  // load pass); "packed" repacks them at load into 16-column panels for the
+  // VDPBF16PS kernel (faster batched steps and prefill; needs avx512bf16).
+  std::string cpu_weights = "mapped";
 };
 
 // "cpu" (f32 reference) always; "cpu-bf16" (bf16 weights in place, SIMD,

@@ -3,7 +3,9 @@
 // Base weights stay in the checkpoint's mmapped bf16 bytes (no converted
 // copy, no load-time pass: Engine keeps the ModelWeights alive, see
 // Backend::maps_weights); projections run kernels/gemm/gemm_bf16 with f32
-// accumulation on the best instruction set this CPU has. The KV cache is
+// accumulation on the best instruction set this CPU has. --cpu-weights
+// packed instead repacks every matrix once at load into 16-column panels
+// (gemm_bf16_panels.h) for the VDPBF16PS panel kernel, and lets the mapping go. The KV cache is
 // bf16 by default (--kv-cache-dtype f32 keeps the cpu backend's): rows are
 // rounded once as they are appended and widened exactly as attention reads
 // them. Everything else is the f32 cpu backend's: pool, adapter images and
@@ -11,6 +13,7 @@
 // silu) on SIMD and all ops split over one ThreadPool (--threads).
 #include <chrono>
 #include <cstdio>
+#include <unordered_set>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -22,6 +25,7 @@
 #include "common/thread_pool.h"
 #include "engine/cpu_backend.h"
 #include "kernels/gemm/gemm_bf16.h"
+#include "kernels/gemm/gemm_bf16_panels.h"
 #include "kernels/rope/rope.h"
 
 namespace loraserve {
@@ -31,50 +35,82 @@ using kernels::CpuIsa;
 
 class CpuBf16Backend final : public CpuBackend {
  public:
-  CpuBf16Backend(int threads, CpuIsa isa, DType kv_dtype)
-      : threads_(threads), isa_(isa), kv_dtype_(kv_dtype) {}
+  CpuBf16Backend(int threads, CpuIsa isa, DType kv_dtype, bool packed)
+      : threads_(threads), isa_(isa), kv_dtype_(kv_dtype), packed_(packed) {}
   ~CpuBf16Backend() override {
     if (profile_) print_profile();
     for (void* p : owned_bf16_) std::free(p);
   }
 
   std::string name() const override { return "cpu-bf16"; }
-  bool maps_weights() const override { return true; }
+  bool maps_weights() const override { return !packed_; }
   DType kv_dtype() const override { return kv_dtype_; }
   std::string describe() const override {
     return std::string("cpu-bf16 (") + kernels::cpu_isa_name(isa_) + ", " +
-           std::to_string(threads_.size()) + " threads, " + dtype_name(kv_dtype_) + " KV cache)";
+           std::to_string(threads_.size()) + " threads, " + dtype_name(kv_dtype_) + " KV cache, " +
+           (packed_ ? "packed" : "mapped") + " weights)";
   }
 
   StatusOr<Tensor> upload_weight(const TensorInfo& t) override {
     if (t.shape.size() != 2) return CpuBackend::upload_weight(t);  // norms, biases: f32
     const int64_t rows = t.shape[0], cols = t.shape[1];
-    if (t.dtype == DType::kBF16 && reinterpret_cast<uintptr_t>(t.data) % 2 == 0) {
+    if (packed_ && cols % 2 == 0) return upload_packed(t);
+    if (!packed_ && t.dtype == DType::kBF16 && reinterpret_cast<uintptr_t>(t.data) % 2 == 0) {
       // In place: the mapping outlives the backend (Engine holds the weights).
       return Tensor{const_cast<void*>(t.data), DType::kBF16, rows, cols};
     }
-    // F32 / F16 checkpoints (and a misaligned bf16 tensor): one bf16 copy.
-    const size_t n = static_cast<size_t>(rows * cols);
-    void* p = std::aligned_alloc(64, round_up(n * 2, 64));
+    // F32 / F16 checkpoints, a misaligned bf16 tensor, and (packed) an odd
+    // width the panels cannot hold: one bf16 copy in rows.
+    LS_ASSIGN_OR_RETURN(uint16_t* out, alloc_bf16(rows * cols));
+    copy_bf16_rows(t, out);
+    return Tensor{out, DType::kBF16, rows, cols};
+  }
+
+  // --cpu-weights packed: the matrix in 16-column panels, packed on every
+  // thread. A non-bf16 checkpoint is rounded to bf16 rows first.
+  StatusOr<Tensor> upload_packed(const TensorInfo& t) {
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    const uint16_t* src = static_cast<const uint16_t*>(t.data);
+    std::vector<uint16_t> rounded;
+    if (t.dtype != DType::kBF16) {
+      rounded.resize(static_cast<size_t>(rows * cols));
+      copy_bf16_rows(t, rounded.data());
+      src = rounded.data();
+    }
+    LS_ASSIGN_OR_RETURN(uint16_t* out, alloc_bf16(kernels::bf16_panels_size(rows, cols)));
+    LS_RETURN_IF_ERROR(run_split(kernels::bf16_panel_count(rows), 1, [&](int64_t b, int64_t e) {
+      return kernels::pack_bf16_panels(src, rows, cols, out, b, e);
+    }));
+    panels_.insert(out);
+    return Tensor{out, DType::kBF16, rows, cols};
+  }
+
+  StatusOr<uint16_t*> alloc_bf16(int64_t elems) {
+    void* p = std::aligned_alloc(64, round_up(static_cast<size_t>(elems) * 2, 64));
     if (p == nullptr) return resource_exhausted("cpu-bf16 backend: out of host memory");
     owned_bf16_.push_back(p);
-    auto* out = static_cast<uint16_t*>(p);
+    return static_cast<uint16_t*>(p);
+  }
+
+  // t's rows as bf16 (rounded to nearest even from f32/f16).
+  static void copy_bf16_rows(const TensorInfo& t, uint16_t* out) {
+    const int64_t rows = t.shape[0], cols = t.shape[1];
     if (t.dtype == DType::kBF16) {
-      std::memcpy(out, t.data, n * 2);
-    } else {
-      std::vector<float> row(static_cast<size_t>(cols));
-      for (int64_t r = 0; r < rows; ++r) {
-        convert_to_f32(t.dtype, static_cast<const char*>(t.data) + r * cols * dtype_size(t.dtype),
-                       row.data(), row.size());
-        for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = f32_to_bf16(row[c]);
-      }
+      std::memcpy(out, t.data, static_cast<size_t>(rows * cols) * 2);
+      return;
     }
-    return Tensor{p, DType::kBF16, rows, cols};
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      convert_to_f32(t.dtype, static_cast<const char*>(t.data) + r * cols * dtype_size(t.dtype),
+                     row.data(), row.size());
+      for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = f32_to_bf16(row[c]);
+    }
   }
 
   void release(const Tensor& t) override {
     for (size_t i = 0; i < owned_bf16_.size(); ++i) {
       if (owned_bf16_[i] == t.data) {
+        panels_.erase(t.data);
         std::free(owned_bf16_[i]);
         owned_bf16_.erase(owned_bf16_.begin() + static_cast<std::ptrdiff_t>(i));
         return;
@@ -93,8 +129,13 @@ class CpuBf16Backend final : public CpuBackend {
         return invalid_argument("embedding: token id " + std::to_string(ids[t]) + " outside [0, " +
                                 std::to_string(table.rows) + ")");
       }
-      const auto* row = static_cast<const uint16_t*>(table.data) + ids[t] * table.cols;
+      const auto* data = static_cast<const uint16_t*>(table.data);
       float* dst = f32(out) + t * out.cols;
+      if (panels_.count(table.data) != 0) {  // a tied lm_head packed the table
+        kernels::bf16_panels_row_f32(data, table.rows, table.cols, ids[t], dst);
+        continue;
+      }
+      const uint16_t* row = data + ids[t] * table.cols;
       for (int64_t c = 0; c < table.cols; ++c) dst[c] = bf16_to_f32(row[c]);
     }
     return ok_status();
@@ -114,6 +155,7 @@ class CpuBf16Backend final : public CpuBackend {
     p.m = x.rows;
     p.n = w.rows;
     p.k = w.cols;
+    p.w_panels = panels_.count(w.data) != 0;
     if (isa_ == CpuIsa::kAvx512Bf16) {
       const size_t need = static_cast<size_t>(x.rows * x.cols);
       if (xb_.size() < need) xb_.resize(need);  // grows to the largest step once
@@ -122,8 +164,9 @@ class CpuBf16Backend final : public CpuBackend {
       });
       p.xb = xb_.data();
     }
-    // Column ranges in multiples of every kernel's register tile (6 and 4).
-    return run_split(w.rows, 24, [&](int64_t b, int64_t e) {
+    // Column ranges in multiples of every kernel's register tile (6 and 4;
+    // panels: 3 of 16 columns).
+    return run_split(w.rows, p.w_panels ? 48 : 24, [&](int64_t b, int64_t e) {
       kernels::GemmBf16Params part = p;
       part.n_begin = b;
       part.n_end = e;
@@ -294,8 +337,10 @@ class CpuBf16Backend final : public CpuBackend {
   ThreadPool threads_;
   CpuIsa isa_;
   DType kv_dtype_;
+  bool packed_;                      // --cpu-weights packed
   std::vector<uint16_t> xb_;         // x in bf16 for the VDPBF16PS kernel
-  std::vector<void*> owned_bf16_;    // converted weights (f32/f16 checkpoints)
+  std::vector<void*> owned_bf16_;    // converted or packed weights
+  std::unordered_set<const void*> panels_;  // which of them are in panels
 };
 
 }  // namespace
@@ -306,7 +351,14 @@ StatusOr<std::unique_ptr<Backend>> create_cpu_bf16_backend(const BackendOptions&
   // A bf16 cache unless f32 is asked for: half the bytes per token, and
   // attention reads half as much (issue #19, item 3).
   const DType kv = options.kv_cache_dtype == "f32" ? DType::kF32 : DType::kBF16;
-  return std::unique_ptr<Backend>(std::make_unique<CpuBf16Backend>(options.threads, isa, kv));
+  const bool packed = options.cpu_weights == "packed";
+  if (packed && isa != CpuIsa::kAvx512Bf16) {
+    return invalid_argument(std::string("--cpu-weights packed: the panel kernel needs AVX512-BF16 "
+                                        "(this run uses ") +
+                            kernels::cpu_isa_name(isa) + "); use --cpu-weights mapped");
+  }
+  return std::unique_ptr<Backend>(
+      std::make_unique<CpuBf16Backend>(options.threads, isa, kv, packed));
 }
 
 }  // namespace loraserve

@@ -91,6 +91,7 @@ void weighted_rows_sum_heads(const float* w, int heads, const uint16_t* const* r
 // Per-ISA entry points (gemm_bf16_<isa>.cc); callers use gemm_bf16_cpu.
 namespace detail {
 void gemm_bf16_avx512bf16(const GemmBf16Params& p);
+void gemm_bf16_panels_avx512bf16(const GemmBf16Params& p);  // p.w_panels
 void gemm_bf16_avx512(const GemmBf16Params& p);
 void gemm_bf16_avx2(const GemmBf16Params& p);
 void f32_to_bf16_avx512bf16(const float* src, uint16_t* dst, int64_t n);

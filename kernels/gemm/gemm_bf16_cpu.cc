@@ -5,6 +5,7 @@
 
 #include "common/dtype.h"
 #include "kernels/gemm/gemm_bf16.h"
+#include "kernels/gemm/gemm_bf16_panels.h"
 
 namespace loraserve::kernels {
 namespace {
@@ -98,7 +99,22 @@ Status gemm_bf16_cpu(const GemmBf16Params& p, CpuIsa isa) {
     return invalid_argument(std::string("gemm_bf16: the ") + cpu_isa_name(isa) +
                             " kernel needs its x (bf16 for avx512bf16, else f32)");
   }
+  if (p.w_panels) {
+    if (isa != CpuIsa::kAvx512Bf16) {
+      return invalid_argument(std::string("gemm_bf16: panel-packed weights need the avx512bf16 "
+                                          "kernel, not ") + cpu_isa_name(isa));
+    }
+    if (p.k % 2 != 0 || p.n_begin % kBf16PanelCols != 0 ||
+        (n_end != p.n && n_end % kBf16PanelCols != 0)) {
+      return invalid_argument("gemm_bf16: panel-packed weights need an even k and a column range "
+                              "on panel (16-column) boundaries");
+    }
+  }
   if (p.m == 0 || p.n_begin == n_end) return ok_status();
+  if (p.w_panels) {
+    detail::gemm_bf16_panels_avx512bf16(p);
+    return ok_status();
+  }
   switch (isa) {
     case CpuIsa::kAvx512Bf16: detail::gemm_bf16_avx512bf16(p); break;
     case CpuIsa::kAvx512: detail::gemm_bf16_avx512(p); break;

@@ -10,6 +10,7 @@
 #include "common/dtype.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_bf16.h"
+#include "kernels/gemm/gemm_bf16_panels.h"
 
 namespace loraserve::kernels {
 namespace {
@@ -20,8 +21,10 @@ struct Case {
 
 // y[i, j] for j in [nb, ne) against a double sum over bf16 W (and bf16 x on
 // avx512bf16); columns outside [nb, ne) and padding must keep their values.
-void check(CpuIsa isa, const Case& c, int64_t nb, int64_t ne, bool accumulate, uint32_t seed) {
-  SCOPED_TRACE(std::string(cpu_isa_name(isa)) + " m=" + std::to_string(c.m) + " n=" +
+// `panels`: the kernel reads W packed by pack_bf16_panels; the sum does not.
+void check(CpuIsa isa, const Case& c, int64_t nb, int64_t ne, bool accumulate, uint32_t seed,
+           bool panels = false) {
+  SCOPED_TRACE(std::string(cpu_isa_name(isa)) + (panels ? " panels" : "") + " m=" + std::to_string(c.m) + " n=" +
                std::to_string(c.n) + " k=" + std::to_string(c.k) + " cols [" +
                std::to_string(nb) + "," + std::to_string(ne) + ")" + (accumulate ? " acc" : ""));
   std::mt19937 rng(seed);
@@ -36,11 +39,17 @@ void check(CpuIsa isa, const Case& c, int64_t nb, int64_t ne, bool accumulate, u
   std::vector<float> y0(static_cast<size_t>(c.m * c.ldy));
   for (float& v : y0) v = d(rng);
   std::vector<float> y = y0;
+  std::vector<uint16_t> packed;
+  if (panels) {
+    packed.assign(static_cast<size_t>(bf16_panels_size(c.n, c.k)), 0xffff);  // NaN unless written
+    ASSERT_TRUE(pack_bf16_panels(w.data(), c.n, c.k, packed.data(), 0, bf16_panel_count(c.n)).ok());
+  }
 
   GemmBf16Params p;
   p.x = x.data();
   p.xb = xb.data();
-  p.w = w.data();
+  p.w = panels ? packed.data() : w.data();
+  p.w_panels = panels;
   p.y = y.data();
   p.m = c.m;
   p.n = c.n;
@@ -87,6 +96,73 @@ TEST(GemmBf16, EveryIsaMatchesADoubleLoop) {
       if (c.n > 2) check(isa, c, 1, c.n - 1, false, seed++);  // a thread's column range
     }
   }
+}
+
+TEST(GemmBf16, PanelsMatchADoubleLoop) {
+  if (detect_cpu_isa() != CpuIsa::kAvx512Bf16) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  // Row tiles of 8 and their remainders (1..7), panel groups of 3 and their
+  // remainders, a last panel of 2..15 columns, k of one pair, k past one
+  // 1024 block (blocked only above 8 rows), m past a 128-row chunk.
+  const Case cases[] = {{1, 1, 2, 2, 1},        {1, 50, 34, 34, 50},     {3, 16, 64, 70, 20},
+                        {8, 48, 2, 2, 48},       {9, 100, 2050, 2050, 104}, {16, 40, 256, 256, 40},
+                        {17, 64, 1026, 1026, 64}, {37, 33, 98, 100, 40},  {130, 50, 70, 72, 50}};
+  uint32_t seed = 100;
+  for (const Case& c : cases) {
+    check(CpuIsa::kAvx512Bf16, c, 0, c.n, false, seed++, true);
+    check(CpuIsa::kAvx512Bf16, c, 0, c.n, true, seed++, true);
+    // A thread's range: from a panel boundary to another, or to n.
+    if (c.n > 32) check(CpuIsa::kAvx512Bf16, c, 16, 32, false, seed++, true);
+    if (c.n > 16) check(CpuIsa::kAvx512Bf16, c, 16, c.n, true, seed++, true);
+  }
+}
+
+TEST(GemmBf16, PanelsHoldEveryRowAndZeroPadding) {
+  const int64_t n = 21, k = 6;  // two panels, the second 5 rows and 11 of padding
+  std::vector<uint16_t> w(n * k);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = f32_to_bf16(static_cast<float>(i) - 50.0f);
+  std::vector<uint16_t> packed(static_cast<size_t>(bf16_panels_size(n, k)), 0xffff);
+  ASSERT_EQ(packed.size(), 32u * 6u);
+  // Two calls, one panel each (how the backend packs on its threads).
+  ASSERT_TRUE(pack_bf16_panels(w.data(), n, k, packed.data(), 1, 2).ok());
+  ASSERT_TRUE(pack_bf16_panels(w.data(), n, k, packed.data(), 0, 1).ok());
+  // Hand-placed: row 17, k 3 sits in panel 1, pair 1, column 1, odd half.
+  EXPECT_EQ(packed[(1 * 3 * 16 + 1 * 16 + 1) * 2 + 1], w[17 * k + 3]);
+  std::vector<float> row(k);
+  for (int64_t r = 0; r < n; ++r) {
+    bf16_panels_row_f32(packed.data(), n, k, r, row.data());
+    for (int64_t t = 0; t < k; ++t) ASSERT_EQ(row[t], bf16_to_f32(w[r * k + t])) << r << "," << t;
+  }
+  for (int64_t r = n; r < 32; ++r) {
+    bf16_panels_row_f32(packed.data(), n, k, r, row.data());
+    for (int64_t t = 0; t < k; ++t) ASSERT_EQ(row[t], 0.0f) << "padding row " << r;
+  }
+}
+
+TEST(GemmBf16, PanelsRefuseWhatTheyCannotRun) {
+  std::vector<uint16_t> w(64 * 4), packed(64 * 4);
+  EXPECT_FALSE(pack_bf16_panels(w.data(), 64, 3, packed.data(), 0, 4).ok());  // odd k
+  EXPECT_FALSE(pack_bf16_panels(w.data(), 64, 4, packed.data(), 0, 5).ok());  // past the panels
+  std::vector<float> x(4), y(64);
+  std::vector<uint16_t> xb(4);
+  GemmBf16Params p;
+  p.x = x.data();
+  p.xb = xb.data();
+  p.w = packed.data();
+  p.w_panels = true;
+  p.y = y.data();
+  p.m = 1;
+  p.n = 64;
+  p.k = 4;
+  EXPECT_FALSE(gemm_bf16_cpu(p, CpuIsa::kScalar).ok());  // only the VDPBF16PS kernel reads panels
+  p.n_begin = 8;                                          // inside a panel
+  EXPECT_FALSE(gemm_bf16_cpu(p, CpuIsa::kAvx512Bf16).ok());
+  p.n_begin = 16;
+  p.n_end = 40;
+  EXPECT_FALSE(gemm_bf16_cpu(p, CpuIsa::kAvx512Bf16).ok());
+  p.k = 3;
+  p.n_begin = 0;
+  p.n_end = -1;
+  EXPECT_FALSE(gemm_bf16_cpu(p, CpuIsa::kAvx512Bf16).ok());
 }
 
 TEST(GemmBf16, HandValues) {

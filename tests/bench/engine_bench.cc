@@ -52,6 +52,7 @@ struct Flags {
   int threads = 0;
   std::string cpu_isa = "auto";
   std::string kv_cache_dtype = "auto";
+  std::string cpu_weights = "mapped";
   std::vector<int> batches = {1, 32, 128};
   int context = 128;
   int decode_steps = 16;
@@ -175,7 +176,7 @@ struct Bench {
 
   std::vector<int32_t> prompt(int n, int64_t salt) const {
     std::vector<int32_t> p(static_cast<size_t>(n));
-    const int64_t vocab = weights->config().vocab_size;
+    const int64_t vocab = engine->config().vocab_size;
     for (int k = 0; k < n; ++k) p[static_cast<size_t>(k)] = static_cast<int32_t>((salt * 7919 + k * 104729) % (vocab - 3) + 3);
     return p;
   }
@@ -285,11 +286,12 @@ int run(const Flags& flags) {
   auto weights = ModelWeights::open(model_dir);
   if (!weights.ok()) die("model", weights.status());
   b.weights = std::move(*weights);
-  const ModelConfig& cfg = b.weights->config();
+  const ModelConfig cfg = b.weights->config();
   BackendOptions bo;
   bo.threads = flags.threads;
   bo.cpu_isa = flags.cpu_isa;
   bo.kv_cache_dtype = flags.kv_cache_dtype;
+  bo.cpu_weights = flags.cpu_weights;
   auto backend = create_backend(flags.backend, bo);
   if (!backend.ok()) die("backend", backend.status());
   const std::string backend_name = (*backend)->name();
@@ -306,6 +308,10 @@ int run(const Flags& flags) {
   auto engine = Engine::create(b.weights, std::move(*backend), eo);
   if (!engine.ok()) die("engine", engine.status());
   b.engine = std::move(*engine);
+  // Only the engine keeps the mapping, and only when its backend reads the
+  // weights in place (as `serve` does): a packed or converted backend's RSS
+  // then holds its own copy alone.
+  b.weights.reset();
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
 
   const int num_adapters = flags.num_adapters > 0 ? flags.num_adapters : max_batch;
@@ -328,6 +334,7 @@ int run(const Flags& flags) {
               (*adapter)->max_rank(), adapter_dir.c_str());
   b.out["backend"] = backend_name;
   b.out["kv_cache_dtype"] = dtype_name(b.engine->backend().kv_dtype());
+  b.out["cpu_weights"] = flags.cpu_weights;
   b.out["model"] = model_dir;
   b.out["copy_gbps"] = gbps;  // host read bandwidth on the cpu backends
   b.out["load_s"] = load_s;
@@ -393,6 +400,7 @@ int main(int argc, char** argv) {
   app.add_option("--cpu-isa", f.cpu_isa, "cpu-bf16 kernels: auto, avx512bf16, avx512, avx2, scalar")
       ->capture_default_str();
   app.add_option("--kv-cache-dtype", f.kv_cache_dtype, "auto, bf16 or f32")->capture_default_str();
+  app.add_option("--cpu-weights", f.cpu_weights, "cpu-bf16: mapped or packed")->capture_default_str();
   app.add_option("--batches", f.batches, "Decode batch sizes")->delimiter(',')->capture_default_str();
   app.add_option("--context", f.context, "KV tokens per sequence before the timed steps")->capture_default_str();
   app.add_option("--decode-steps", f.decode_steps, "Timed decode steps per batch")->capture_default_str();

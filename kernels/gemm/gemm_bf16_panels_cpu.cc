@@ -1,0 +1,49 @@
+// Packing into and reading out of the 16-column panel layout.
+#include "kernels/gemm/gemm_bf16_panels.h"
+
+#include <cstring>
+#include <string>
+
+#include "common/dtype.h"
+
+namespace loraserve::kernels {
+
+Status pack_bf16_panels(const uint16_t* w, int64_t n, int64_t k, uint16_t* out,
+                        int64_t panel_begin, int64_t panel_end) {
+  if (w == nullptr || out == nullptr || n <= 0 || k <= 0 || k % 2 != 0 || panel_begin < 0 ||
+      panel_begin > panel_end || panel_end > bf16_panel_count(n)) {
+    return invalid_argument("pack_bf16_panels: bad shape, panel range or null pointer (k must be "
+                            "even, got " + std::to_string(k) + ")");
+  }
+  const int64_t pairs = k / 2;
+  for (int64_t panel = panel_begin; panel < panel_end; ++panel) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(out) + panel * pairs * kBf16PanelCols;
+    for (int64_t c = 0; c < kBf16PanelCols; ++c) {
+      const int64_t row = panel * kBf16PanelCols + c;
+      if (row >= n) {
+        for (int64_t kp = 0; kp < pairs; ++kp) dst[kp * kBf16PanelCols + c] = 0;
+        continue;
+      }
+      const uint16_t* src = w + row * k;
+      for (int64_t kp = 0; kp < pairs; ++kp) {
+        uint32_t pair;
+        std::memcpy(&pair, src + 2 * kp, sizeof(pair));  // little-endian: k even in the low half
+        dst[kp * kBf16PanelCols + c] = pair;
+      }
+    }
+  }
+  return ok_status();
+}
+
+void bf16_panels_row_f32(const uint16_t* packed, int64_t n, int64_t k, int64_t row, float* out) {
+  (void)n;
+  const int64_t pairs = k / 2;
+  const uint16_t* base =
+      packed + ((row / kBf16PanelCols) * pairs * kBf16PanelCols + row % kBf16PanelCols) * 2;
+  for (int64_t kp = 0; kp < pairs; ++kp) {
+    out[2 * kp] = bf16_to_f32(base[kp * kBf16PanelCols * 2]);
+    out[2 * kp + 1] = bf16_to_f32(base[kp * kBf16PanelCols * 2 + 1]);
+  }
+}
+
+}  // namespace loraserve::kernels
