@@ -288,6 +288,7 @@ Status SafetensorsFile::parse(const uint8_t* base, size_t size) {
                        std::to_string(end) + ") span " + std::to_string(end - begin));
     }
     info.data = data + begin;
+    info.file_mapped = map_ != nullptr;
     info.nbytes = static_cast<size_t>(end - begin);
     auto inserted = tensors_.emplace(name, std::move(info));
     ranges.push_back({begin, end, &inserted.first->first});
@@ -434,6 +435,16 @@ Status write_safetensors(const std::string& path, const std::vector<TensorToWrit
         return ok_status();
       },
       metadata);
+}
+
+void drop_mapped_pages(const TensorInfo& t) {
+  if (!t.file_mapped || t.data == nullptr) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) / page * page;
+  // MADV_DONTNEED on a private, never-written file mapping only unmaps the
+  // page-cache pages; a failure leaves them resident, which is harmless.
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 }  // namespace loraserve

@@ -33,9 +33,17 @@ struct TensorInfo {
   std::vector<int64_t> shape;
   const void* data = nullptr;  // inside the mapping; valid while the file is open
   size_t nbytes = 0;
+  bool file_mapped = false;  // data is in a read-only file mapping (open), not bytes in memory
 
   int64_t numel() const;
 };
+
+// For a backend that has copied `t` and will not read it again: the whole
+// pages inside t's bytes leave this process's resident set (they stay in the
+// page cache and fault back in if anyone reads them), so that peak RSS does
+// not hold the weights twice while a model loads. Safe only because the
+// mapping is read-only and file-backed; a no-op for tensors in memory.
+void drop_mapped_pages(const TensorInfo& t);
 
 class SafetensorsFile {
  public:

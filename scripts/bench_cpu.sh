@@ -3,7 +3,8 @@
 # oracle (`cpu`) and `cpu-bf16` with each kernel it can pick, one after the
 # other in one run, then a table against the targets. engine_bench measures
 # the host read bandwidth in the same process (the roofline) and peak RSS.
-#   scripts/bench_cpu.sh [OUT_DIR]   (needs build/bin; env: THREADS, SKIP_F32=1, REPEAT)
+#   scripts/bench_cpu.sh [OUT_DIR]   (needs build/bin; env: THREADS, SKIP_F32=1, REPEAT,
+#   KERNELS="avx512bf16 avx512bf16:packed ...": --cpu-isa[:--cpu-weights] per run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
@@ -21,13 +22,19 @@ if [ "${SKIP_F32:-0}" != 1 ]; then
     --json "$OUT/cpu.json" > "$OUT/cpu.log"
   runs+=(cpu)
 fi
-isas=${ISAS:-avx512bf16 avx512 avx2}
+# KERNEL[:WEIGHTS]: WEIGHTS is --cpu-weights (mapped unless named).
+kernels=${KERNELS:-avx512bf16 avx512bf16:packed avx512 avx2}
 for r in $(seq 1 "$REPEAT"); do
-  for isa in $isas; do
-    if "$BIN/engine_bench" "${common[@]}" --backend cpu-bf16 --cpu-isa "$isa" --decode-steps 16 \
-         --prefill-reps 3 \
-         --json "$OUT/bf16-$isa-$r.json" > "$OUT/bf16-$isa-$r.log" 2>&1; then
-      runs+=("bf16-$isa-$r")
+  for kw in $kernels; do
+    isa=${kw%%:*}
+    weights=mapped
+    [ "$kw" = "$isa" ] || weights=${kw#*:}
+    name="bf16-$isa"
+    [ "$weights" = mapped ] || name="$name-$weights"
+    if "$BIN/engine_bench" "${common[@]}" --backend cpu-bf16 --cpu-isa "$isa" \
+         --cpu-weights "$weights" --decode-steps 16 --prefill-reps 3 \
+         --json "$OUT/$name-$r.json" > "$OUT/$name-$r.log" 2>&1; then
+      runs+=("$name-$r")
     fi
   done
 done
