@@ -18,8 +18,9 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
                   "KV cache elements: auto (bf16 on cpu-bf16 and cuda, f32 on cpu) | bf16 | f32")
       ->capture_default_str();
   cmd->add_option("--cpu-weights", f->cpu_weights,
-                  "cpu-bf16: mapped (the checkpoint's bf16 read in place) | packed (repacked at "
-                  "load for the AVX512-BF16 kernel: faster batches and prefill)")
+                  "cpu-bf16: auto (packed where the CPU has AVX512-BF16, else mapped) | mapped "
+                  "(the checkpoint's bf16 read in place, no load pass) | packed (repacked at load "
+                  "for the AVX512-BF16 kernel: faster batches and prefill)")
       ->capture_default_str();
   cmd->add_option("--pool-fraction", f->pool_fraction,
                   "Unified page pool (KV cache + resident adapters) as a fraction of free device "

@@ -19,7 +19,7 @@ struct EngineFlags {
   int threads = 0;
   std::string cpu_isa = "auto";
   std::string kv_cache_dtype = "auto";
-  std::string cpu_weights = "mapped";
+  std::string cpu_weights = "auto";
   double pool_fraction = 0.1;
   int64_t pool_mb = 0;
   int32_t kv_page_tokens = 16;

@@ -72,8 +72,9 @@ StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name,
   if (kv != "auto" && kv != "bf16" && kv != "f32") {
     return invalid_argument("--kv-cache-dtype '" + kv + "': expected auto, bf16 or f32");
   }
-  if (options.cpu_weights != "mapped" && options.cpu_weights != "packed") {
-    return invalid_argument("--cpu-weights '" + options.cpu_weights + "': expected mapped or packed");
+  const std::string& weights = options.cpu_weights;
+  if (weights != "auto" && weights != "mapped" && weights != "packed") {
+    return invalid_argument("--cpu-weights '" + weights + "': expected auto, mapped or packed");
   }
   if (options.cpu_weights == "packed" && name != "cpu-bf16" && name != "auto") {
     return invalid_argument("--cpu-weights packed: only the cpu-bf16 backend packs its weights");

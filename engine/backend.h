@@ -177,8 +177,9 @@ struct BackendOptions {
   std::string kv_cache_dtype = "auto";
   // cpu-bf16: "mapped" reads the checkpoint's bf16 weights in place (no
   // load pass); "packed" repacks them at load into 16-column panels for the
-  // VDPBF16PS kernel (faster batched steps and prefill; needs avx512bf16).
-  std::string cpu_weights = "mapped";
+  // VDPBF16PS kernel (faster batched steps and prefill; needs avx512bf16);
+  // "auto" packs where that kernel runs and maps elsewhere.
+  std::string cpu_weights = "auto";
 };
 
 // "cpu" (f32 reference) always; "cpu-bf16" (bf16 weights in place, SIMD,

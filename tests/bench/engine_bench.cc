@@ -52,7 +52,7 @@ struct Flags {
   int threads = 0;
   std::string cpu_isa = "auto";
   std::string kv_cache_dtype = "auto";
-  std::string cpu_weights = "mapped";
+  std::string cpu_weights = "auto";
   std::vector<int> batches = {1, 32, 128};
   int context = 128;
   int decode_steps = 16;
@@ -335,6 +335,7 @@ int run(const Flags& flags) {
   b.out["backend"] = backend_name;
   b.out["kv_cache_dtype"] = dtype_name(b.engine->backend().kv_dtype());
   b.out["cpu_weights"] = flags.cpu_weights;
+  b.out["backend_describe"] = b.engine->backend().describe();  // what auto resolved to
   b.out["model"] = model_dir;
   b.out["copy_gbps"] = gbps;  // host read bandwidth on the cpu backends
   b.out["load_s"] = load_s;
@@ -400,7 +401,7 @@ int main(int argc, char** argv) {
   app.add_option("--cpu-isa", f.cpu_isa, "cpu-bf16 kernels: auto, avx512bf16, avx512, avx2, scalar")
       ->capture_default_str();
   app.add_option("--kv-cache-dtype", f.kv_cache_dtype, "auto, bf16 or f32")->capture_default_str();
-  app.add_option("--cpu-weights", f.cpu_weights, "cpu-bf16: mapped or packed")->capture_default_str();
+  app.add_option("--cpu-weights", f.cpu_weights, "cpu-bf16: auto, mapped or packed")->capture_default_str();
   app.add_option("--batches", f.batches, "Decode batch sizes")->delimiter(',')->capture_default_str();
   app.add_option("--context", f.context, "KV tokens per sequence before the timed steps")->capture_default_str();
   app.add_option("--decode-steps", f.decode_steps, "Timed decode steps per batch")->capture_default_str();

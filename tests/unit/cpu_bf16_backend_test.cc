@@ -203,7 +203,9 @@ TEST_F(CpuBf16BackendTest, MixedBatchMatchesEachRequestAlone) {
 }
 
 TEST_F(CpuBf16BackendTest, RefusesToMapWeightsItDoesNotShare) {
-  auto b = create_backend("cpu-bf16");
+  BackendOptions bo;
+  bo.cpu_weights = "mapped";
+  auto b = create_backend("cpu-bf16", bo);
   ASSERT_TRUE(b.ok());
   auto e = Engine::create(*weights_, std::move(*b), EngineOptions{});
   ASSERT_FALSE(e.ok());
@@ -217,7 +219,9 @@ TEST_F(CpuBf16BackendTest, EngineKeepsTheMappingAlive) {
   auto w = ModelWeights::open(dir_ + "/attn/model");
   ASSERT_TRUE(w.ok());
   std::shared_ptr<const ModelWeights> shared = std::move(*w);
-  auto b = create_backend("cpu-bf16");
+  BackendOptions bo;
+  bo.cpu_weights = "mapped";
+  auto b = create_backend("cpu-bf16", bo);
   ASSERT_TRUE(b.ok());
   auto e = Engine::create(shared, std::move(*b), EngineOptions{});
   ASSERT_TRUE(e.ok()) << e.status();
@@ -293,6 +297,21 @@ TEST_F(CpuBf16BackendTest, PackedTiedTableServesEmbeddingAndLmHead) {
   for (const auto& r : outs[0]) total += r.tokens.size();
   EXPECT_LT(max_rel_diff(outs[1], outs[0], &same), 1e-2);  // measured 3.5e-3, see above
   EXPECT_EQ(same, total);
+}
+
+TEST_F(CpuBf16BackendTest, CpuWeightsAutoPacksWhereThePanelKernelRuns) {
+  BackendOptions bo;  // cpu_weights "auto"
+  auto b = create_backend("cpu-bf16", bo);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const bool bf16 = kernels::detect_cpu_isa() == CpuIsa::kAvx512Bf16;
+  EXPECT_NE((*b)->describe().find(bf16 ? "packed weights" : "mapped weights"), std::string::npos)
+      << (*b)->describe();
+  EXPECT_EQ((*b)->maps_weights(), !bf16);
+  bo.cpu_isa = "scalar";  // no panel kernel: auto maps
+  auto scalar = create_backend("cpu-bf16", bo);
+  ASSERT_TRUE(scalar.ok()) << scalar.status();
+  EXPECT_TRUE((*scalar)->maps_weights());
+  EXPECT_TRUE(create_backend("cpu", bo).ok());  // auto is fine for every backend
 }
 
 TEST_F(CpuBf16BackendTest, CpuWeightsIsCheckedPerBackend) {
