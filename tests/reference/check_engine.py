@@ -283,18 +283,9 @@ def main():
                     help="multiply tolerances (a), (b) and (c): the cpu-bf16 backend rounds "
                          "activations to bf16 before each projection (ctest runs it at 20)")
     ap.add_argument("--only", help="comma-separated case names to run (base cases are added)")
-    ap.add_argument("--needs-cpu-flag", metavar="FLAG",
-                    help="exit 77 (ctest: skipped) unless /proc/cpuinfo lists FLAG, e.g. avx512_bf16 "
-                         "for --cpu-weights packed")
     ap.add_argument("--full-greedy", action="store_true",
                     help="also run the reference's own step-by-step greedy loop for every case")
     a = ap.parse_args()
-    if a.needs_cpu_flag:
-        with open("/proc/cpuinfo") as f:
-            flags = {w for line in f if line.startswith("flags") for w in line.split()}
-        if a.needs_cpu_flag not in flags:
-            print(f"SKIP: this CPU lacks {a.needs_cpu_flag}")
-            return 77
     global REL_TOL, TIE_REL, LOGPROB_TOL
     REL_TOL, TIE_REL, LOGPROB_TOL = (t * a.tolerance_scale for t in (REL_TOL, TIE_REL, LOGPROB_TOL))
     torch.set_grad_enabled(False)
