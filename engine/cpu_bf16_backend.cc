@@ -143,7 +143,7 @@ class CpuBf16Backend final : public CpuBackend {
       const auto* data = static_cast<const uint16_t*>(table.data);
       float* dst = f32(out) + t * out.cols;
       if (panels_.count(table.data) != 0) {  // a tied lm_head packed the table
-        kernels::bf16_panels_row_f32(data, table.rows, table.cols, ids[t], dst);
+        kernels::bf16_panels_row_f32(data, table.cols, ids[t], dst);
         continue;
       }
       const uint16_t* row = data + ids[t] * table.cols;

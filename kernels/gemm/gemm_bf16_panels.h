@@ -32,8 +32,8 @@ inline int64_t bf16_panels_size(int64_t n, int64_t k) {
 Status pack_bf16_panels(const uint16_t* w, int64_t n, int64_t k, uint16_t* out,
                         int64_t panel_begin, int64_t panel_end);
 
-// Row `row` of a packed [n, k] matrix, widened to f32 (an embedding lookup
-// on a tied, packed table).
-void bf16_panels_row_f32(const uint16_t* packed, int64_t n, int64_t k, int64_t row, float* out);
+// Row `row` (< n) of a packed [n, k] matrix, widened to f32 (an embedding
+// lookup on a tied, packed table).
+void bf16_panels_row_f32(const uint16_t* packed, int64_t k, int64_t row, float* out);
 
 }  // namespace loraserve::kernels

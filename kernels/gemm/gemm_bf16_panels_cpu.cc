@@ -39,8 +39,7 @@ Status pack_bf16_panels(const uint16_t* w, int64_t n, int64_t k, uint16_t* out,
   return ok_status();
 }
 
-void bf16_panels_row_f32(const uint16_t* packed, int64_t n, int64_t k, int64_t row, float* out) {
-  (void)n;
+void bf16_panels_row_f32(const uint16_t* packed, int64_t k, int64_t row, float* out) {
   const int64_t pairs = k / 2;
   const uint16_t* base =
       packed + ((row / kBf16PanelCols) * pairs * kBf16PanelCols + row % kBf16PanelCols) * 2;

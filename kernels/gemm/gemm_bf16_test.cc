@@ -129,11 +129,11 @@ TEST(GemmBf16, PanelsHoldEveryRowAndZeroPadding) {
   EXPECT_EQ(packed[(1 * 3 * 16 + 1 * 16 + 1) * 2 + 1], w[17 * k + 3]);
   std::vector<float> row(k);
   for (int64_t r = 0; r < n; ++r) {
-    bf16_panels_row_f32(packed.data(), n, k, r, row.data());
+    bf16_panels_row_f32(packed.data(), k, r, row.data());
     for (int64_t t = 0; t < k; ++t) ASSERT_EQ(row[t], bf16_to_f32(w[r * k + t])) << r << "," << t;
   }
   for (int64_t r = n; r < 32; ++r) {
-    bf16_panels_row_f32(packed.data(), n, k, r, row.data());
+    bf16_panels_row_f32(packed.data(), k, r, row.data());
     for (int64_t t = 0; t < k; ++t) ASSERT_EQ(row[t], 0.0f) << "padding row " << r;
   }
 }
