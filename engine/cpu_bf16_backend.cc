@@ -362,10 +362,10 @@ StatusOr<std::unique_ptr<Backend>> create_cpu_bf16_backend(const BackendOptions&
   // A bf16 cache unless f32 is asked for: half the bytes per token, and
   // attention reads half as much (issue #19, item 3).
   const DType kv = options.kv_cache_dtype == "f32" ? DType::kF32 : DType::kBF16;
-  // auto packs where the panel kernel runs: 1.8x the batched steps and 2x
-  // the prefill of the row kernel, the same RSS (the mapping's pages are
-  // dropped as each matrix is packed), and about 2 s of load for a 1.2 B
-  // model (docs/benchmarks.md).
+  // auto packs where the panel kernel runs: 1.4-2.1x the batched steps and
+  // 1.2-2.0x the prefill of the row kernel at the same RSS (the mapping's
+  // pages are dropped as each matrix is packed), for 2-5 s of load on a
+  // 1.2 B model instead of none (docs/benchmarks.md).
   const bool packed = options.cpu_weights == "packed" ||
                       (options.cpu_weights == "auto" && isa == CpuIsa::kAvx512Bf16);
   if (packed && isa != CpuIsa::kAvx512Bf16) {
