@@ -76,7 +76,7 @@ StatusOr<std::unique_ptr<Backend>> create_backend(const std::string& name,
   if (weights != "auto" && weights != "mapped" && weights != "packed") {
     return invalid_argument("--cpu-weights '" + weights + "': expected auto, mapped or packed");
   }
-  if (options.cpu_weights == "packed" && name != "cpu-bf16" && name != "auto") {
+  if (weights == "packed" && name != "cpu-bf16" && name != "auto") {
     return invalid_argument("--cpu-weights packed: only the cpu-bf16 backend packs its weights");
   }
   if (name == "cpu") {

@@ -5,8 +5,8 @@
 // Backend::maps_weights); projections run kernels/gemm/gemm_bf16 with f32
 // accumulation on the best instruction set this CPU has. --cpu-weights
 // packed instead repacks every matrix once at load into 16-column panels
-// (gemm_bf16_panels.h) for the VDPBF16PS panel kernel, and lets the mapping go. The KV cache is
-// bf16 by default (--kv-cache-dtype f32 keeps the cpu backend's): rows are
+// (gemm_bf16_panels.h) for the VDPBF16PS panel kernel, and lets the mapping
+// go. The KV cache is bf16 by default (--kv-cache-dtype f32 keeps the cpu backend's): rows are
 // rounded once as they are appended and widened exactly as attention reads
 // them. Everything else is the f32 cpu backend's: pool, adapter images and
 // the order of every op, with the heavy ones (attention, LoRA, sampling,
@@ -15,7 +15,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <unordered_set>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -56,7 +55,7 @@ class CpuBf16Backend final : public CpuBackend {
   StatusOr<Tensor> upload_weight(const TensorInfo& t) override {
     if (t.shape.size() != 2) return CpuBackend::upload_weight(t);  // norms, biases: f32
     const int64_t rows = t.shape[0], cols = t.shape[1];
-    if (packed_ && cols % 2 == 0) return upload_packed(t);
+    if (in_panels(cols)) return upload_packed(t);
     if (!packed_ && t.dtype == DType::kBF16 && reinterpret_cast<uintptr_t>(t.data) % 2 == 0) {
       // In place: the mapping outlives the backend (Engine holds the weights).
       return Tensor{const_cast<void*>(t.data), DType::kBF16, rows, cols};
@@ -85,9 +84,12 @@ class CpuBf16Backend final : public CpuBackend {
       return kernels::pack_bf16_panels(src, rows, cols, out, b, e);
     }));
     drop_mapped_pages(t);  // else peak RSS holds the model twice while it loads
-    panels_.insert(out);
     return Tensor{out, DType::kBF16, rows, cols};
   }
+
+  // Which matrices upload_weight packs (and linear and embedding then read
+  // as panels): with --cpu-weights packed, every one the panels can hold.
+  bool in_panels(int64_t cols) const { return packed_ && cols % 2 == 0; }
 
   StatusOr<uint16_t*> alloc_bf16(int64_t elems) {
     // Large matrices on 2 MiB boundaries with transparent huge pages asked
@@ -121,7 +123,6 @@ class CpuBf16Backend final : public CpuBackend {
   void release(const Tensor& t) override {
     for (size_t i = 0; i < owned_bf16_.size(); ++i) {
       if (owned_bf16_[i] == t.data) {
-        panels_.erase(t.data);
         std::free(owned_bf16_[i]);
         owned_bf16_.erase(owned_bf16_.begin() + static_cast<std::ptrdiff_t>(i));
         return;
@@ -142,7 +143,7 @@ class CpuBf16Backend final : public CpuBackend {
       }
       const auto* data = static_cast<const uint16_t*>(table.data);
       float* dst = f32(out) + t * out.cols;
-      if (panels_.count(table.data) != 0) {  // a tied lm_head packed the table
+      if (in_panels(table.cols)) {  // packed like every matrix (lm_head's too, when tied)
         kernels::bf16_panels_row_f32(data, table.cols, ids[t], dst);
         continue;
       }
@@ -166,7 +167,7 @@ class CpuBf16Backend final : public CpuBackend {
     p.m = x.rows;
     p.n = w.rows;
     p.k = w.cols;
-    p.w_panels = panels_.count(w.data) != 0;
+    p.w_panels = in_panels(w.cols);
     if (isa_ == CpuIsa::kAvx512Bf16) {
       const size_t need = static_cast<size_t>(x.rows * x.cols);
       if (xb_.size() < need) xb_.resize(need);  // grows to the largest step once
@@ -351,7 +352,6 @@ class CpuBf16Backend final : public CpuBackend {
   bool packed_;                      // --cpu-weights packed
   std::vector<uint16_t> xb_;         // x in bf16 for the VDPBF16PS kernel
   std::vector<void*> owned_bf16_;    // converted or packed weights
-  std::unordered_set<const void*> panels_;  // which of them are in panels
 };
 
 }  // namespace
