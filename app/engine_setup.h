@@ -14,18 +14,24 @@
 
 namespace loraserve::cli {
 
+// Where cpu-bf16 keeps packed weights unless --cpu-weights-cache says
+// otherwise: $LORASERVE_CACHE_DIR, else $XDG_CACHE_HOME/loraserve, else
+// $HOME/.cache/loraserve (empty, i.e. none, without any of them).
+std::string default_cpu_weights_cache();
+
 struct EngineFlags {
   std::string backend = "auto";
   int threads = 0;
   std::string cpu_isa = "auto";
   std::string kv_cache_dtype = "auto";
   std::string cpu_weights = "auto";
+  std::string cpu_weights_cache = default_cpu_weights_cache();
   double pool_fraction = 0.1;
   int64_t pool_mb = 0;
   int32_t kv_page_tokens = 16;
 };
 
-// --backend, --threads, --cpu-isa, --kv-cache-dtype, --cpu-weights, --pool-fraction, --pool-mb, --kv-page-tokens.
+// --backend, --threads, --cpu-isa, --kv-cache-dtype, --cpu-weights, --cpu-weights-cache, --pool-fraction, --pool-mb, --kv-page-tokens.
 void add_engine_flags(CLI::App* cmd, EngineFlags* flags);
 
 // Creates the backend the flags name, sizes the pool and builds the engine

@@ -119,6 +119,24 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
+namespace {
+FileIdentity identity_of(const struct stat& st) {
+  FileIdentity id;
+  id.device = static_cast<uint64_t>(st.st_dev);
+  id.inode = static_cast<uint64_t>(st.st_ino);
+  id.size = static_cast<int64_t>(st.st_size);
+  id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  id.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+  return id;
+}
+}  // namespace
+
+StatusOr<FileIdentity> stat_identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno_status("cannot stat", path, errno);
+  return identity_of(st);
+}
+
 SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) munmap(map_, map_size_);
 }
@@ -138,6 +156,7 @@ StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::stri
   }
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
+  file->identity_ = identity_of(st);
   const size_t size = static_cast<size_t>(st.st_size);
   if (size > 0) {
     void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -288,7 +307,7 @@ Status SafetensorsFile::parse(const uint8_t* base, size_t size) {
                        std::to_string(end) + ") span " + std::to_string(end - begin));
     }
     info.data = data + begin;
-    info.file_mapped = map_ != nullptr;
+    info.mapped_file = map_ != nullptr ? this : nullptr;
     info.nbytes = static_cast<size_t>(end - begin);
     auto inserted = tensors_.emplace(name, std::move(info));
     ranges.push_back({begin, end, &inserted.first->first});
@@ -438,7 +457,7 @@ Status write_safetensors(const std::string& path, const std::vector<TensorToWrit
 }
 
 void drop_mapped_pages(const TensorInfo& t) {
-  if (!t.file_mapped || t.data == nullptr) return;
+  if (t.mapped_file == nullptr || t.data == nullptr) return;
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data) + page - 1) / page * page;
   const uintptr_t end = (reinterpret_cast<uintptr_t>(t.data) + t.nbytes) / page * page;

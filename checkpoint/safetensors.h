@@ -27,13 +27,35 @@
 
 namespace loraserve {
 
+class SafetensorsFile;
+
+// What identifies one version of a file on disk (fstat at open): a file
+// rewritten or replaced in place changes its ctime, which no user tool can
+// set back, so a cache keyed by this never serves an old version's data.
+struct FileIdentity {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  int64_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  bool operator==(const FileIdentity& o) const {
+    return device == o.device && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns &&
+           ctime_ns == o.ctime_ns;
+  }
+  bool operator!=(const FileIdentity& o) const { return !(*this == o); }
+};
+// `path`'s identity now (stat); NOT_FOUND when it is gone.
+StatusOr<FileIdentity> stat_identity(const std::string& path);
+
 struct TensorInfo {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
   const void* data = nullptr;  // inside the mapping; valid while the file is open
   size_t nbytes = 0;
-  bool file_mapped = false;  // data is in a read-only file mapping (open), not bytes in memory
+  // The open() file whose read-only mapping holds data; null for bytes in
+  // memory (from_bytes).
+  const SafetensorsFile* mapped_file = nullptr;
 
   int64_t numel() const;
 };
@@ -60,6 +82,8 @@ class SafetensorsFile {
                                                                const std::string& label);
 
   const std::string& path() const { return path_; }
+  // The file as open() found it (zero for from_bytes).
+  const FileIdentity& identity() const { return identity_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -69,6 +93,7 @@ class SafetensorsFile {
   Status parse(const uint8_t* base, size_t size);
 
   std::string path_;
+  FileIdentity identity_;
   void* map_ = nullptr;
   size_t map_size_ = 0;
   std::string owned_bytes_;

@@ -95,6 +95,9 @@ class Backend : public PoolWriter {
   virtual Status init(const BackendModelInfo& info, const PoolGeometry& pool) = 0;
   // Converts a checkpoint tensor into backend memory (cpu: f32 copy).
   virtual StatusOr<Tensor> upload_weight(const TensorInfo& t) = 0;
+  // Called once after the last upload_weight of a model (cpu-bf16 writes
+  // its packed-weights cache here). A failure fails the load.
+  virtual Status weights_uploaded() { return ok_status(); }
   // Copies host f32 data into backend memory in the backend's weight dtype.
   virtual StatusOr<Tensor> upload_f32(const float* data, int64_t rows, int64_t cols) = 0;
   // Frees memory from upload_*/allocate_activation; unknown pointers are ignored.
@@ -180,6 +183,10 @@ struct BackendOptions {
   // VDPBF16PS kernel (faster batched steps and prefill; needs avx512bf16);
   // "auto" packs where that kernel runs and maps elsewhere.
   std::string cpu_weights = "auto";
+  // cpu-bf16, packed weights: a directory where they are kept after packing
+  // and mapped from on the next start (engine/packed_weights_cache.h);
+  // empty: pack in memory at every start.
+  std::string cpu_weights_cache;
 };
 
 // "cpu" (f32 reference) always; "cpu-bf16" (bf16 weights in place, SIMD,

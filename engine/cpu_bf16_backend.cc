@@ -6,7 +6,8 @@
 // accumulation on the best instruction set this CPU has. --cpu-weights
 // packed instead repacks every matrix once at load into 16-column panels
 // (gemm_bf16_panels.h) for the VDPBF16PS panel kernel, and lets the mapping
-// go. The KV cache is bf16 by default (--kv-cache-dtype f32 keeps the cpu backend's): rows are
+// go; with --cpu-weights-cache the packed matrices are written to disk once
+// and mapped from there on later starts (engine/packed_weights_cache.h). The KV cache is bf16 by default (--kv-cache-dtype f32 keeps the cpu backend's): rows are
 // rounded once as they are appended and widened exactly as attention reads
 // them. Everything else is the f32 cpu backend's: pool, adapter images and
 // the order of every op, with the heavy ones (attention, LoRA, sampling,
@@ -22,9 +23,12 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "checkpoint/safetensors.h"
 #include "common/thread_pool.h"
 #include "engine/cpu_backend.h"
+#include "engine/packed_weights_cache.h"
 #include "kernels/gemm/gemm_bf16.h"
 #include "kernels/gemm/gemm_bf16_panels.h"
 #include "kernels/rope/rope.h"
@@ -36,8 +40,9 @@ using kernels::CpuIsa;
 
 class CpuBf16Backend final : public CpuBackend {
  public:
-  CpuBf16Backend(int threads, CpuIsa isa, DType kv_dtype, bool packed)
-      : threads_(threads), isa_(isa), kv_dtype_(kv_dtype), packed_(packed) {}
+  CpuBf16Backend(int threads, CpuIsa isa, DType kv_dtype, bool packed,
+                 std::unique_ptr<PackedWeightsCache> cache)
+      : threads_(threads), isa_(isa), kv_dtype_(kv_dtype), packed_(packed), cache_(std::move(cache)) {}
   ~CpuBf16Backend() override {
     if (profile_) print_profile();
     for (void* p : owned_bf16_) std::free(p);
@@ -49,7 +54,14 @@ class CpuBf16Backend final : public CpuBackend {
   std::string describe() const override {
     return std::string("cpu-bf16 (") + kernels::cpu_isa_name(isa_) + ", " +
            std::to_string(threads_.size()) + " threads, " + dtype_name(kv_dtype_) + " KV cache, " +
-           (packed_ ? "packed" : "mapped") + " weights)";
+           (packed_ ? "packed" : "mapped") + " weights" + cache_note() + ")";
+  }
+
+  std::string cache_note() const {
+    if (!cache_) return "";
+    const PackedWeightsCache::Stats& s = cache_->stats();
+    return ", " + std::to_string(s.hits) + " mapped from the cache in " + cache_->dir() + ", " +
+           std::to_string(s.misses) + " packed";
   }
 
   StatusOr<Tensor> upload_weight(const TensorInfo& t) override {
@@ -68,10 +80,17 @@ class CpuBf16Backend final : public CpuBackend {
     return Tensor{out, DType::kBF16, rows, cols};
   }
 
-  // --cpu-weights packed: the matrix in 16-column panels, packed on every
-  // thread. A non-bf16 checkpoint is rounded to bf16 rows first.
+  // --cpu-weights packed: the matrix in 16-column panels, mapped from the
+  // cache or packed on every thread. A non-bf16 checkpoint is rounded to
+  // bf16 rows first.
   StatusOr<Tensor> upload_packed(const TensorInfo& t) {
     const int64_t rows = t.shape[0], cols = t.shape[1];
+    const size_t bytes = static_cast<size_t>(kernels::bf16_panels_size(rows, cols)) * 2;
+    if (cache_) {
+      if (const void* hit = cache_->find(t, bytes)) {
+        return Tensor{const_cast<void*>(hit), DType::kBF16, rows, cols};  // never written
+      }
+    }
     const uint16_t* src = static_cast<const uint16_t*>(t.data);
     std::vector<uint16_t> rounded;
     if (t.dtype != DType::kBF16) {
@@ -84,7 +103,27 @@ class CpuBf16Backend final : public CpuBackend {
       return kernels::pack_bf16_panels(src, rows, cols, out, b, e);
     }));
     drop_mapped_pages(t);  // else peak RSS holds the model twice while it loads
+    if (cache_) cache_->add(t, out, bytes);
     return Tensor{out, DType::kBF16, rows, cols};
+  }
+
+  // Writes what was packed to the cache. A cache that cannot be written (a
+  // full disk, a read-only home) costs the next start a packing pass, not
+  // this one its model: a warning, not an error.
+  Status weights_uploaded() override {
+    if (!cache_) return ok_status();
+    const auto t0 = std::chrono::steady_clock::now();
+    Status s = cache_->write_pending();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const PackedWeightsCache::Stats& st = cache_->stats();
+    if (!s.ok()) {
+      spdlog::warn("cpu-bf16: packed weights not cached ({}); the next start packs them again",
+                   s.message());
+    } else if (st.entries_written > 0) {
+      spdlog::info("cpu-bf16: wrote {:.2f} GB of packed weights to {} in {:.1f} s",
+                   st.bytes_written / 1e9, cache_->dir(), secs);
+    }
+    return ok_status();
   }
 
   // Which matrices upload_weight packs (and linear and embedding then read
@@ -350,6 +389,7 @@ class CpuBf16Backend final : public CpuBackend {
   CpuIsa isa_;
   DType kv_dtype_;
   bool packed_;                      // --cpu-weights packed
+  std::unique_ptr<PackedWeightsCache> cache_;  // --cpu-weights-cache; null: none
   std::vector<uint16_t> xb_;         // x in bf16 for the VDPBF16PS kernel
   std::vector<void*> owned_bf16_;    // converted or packed weights
 };
@@ -373,8 +413,20 @@ StatusOr<std::unique_ptr<Backend>> create_cpu_bf16_backend(const BackendOptions&
                                         "(this run uses ") +
                             kernels::cpu_isa_name(isa) + "); use --cpu-weights mapped");
   }
+  std::unique_ptr<PackedWeightsCache> cache;
+  if (packed && !options.cpu_weights_cache.empty()) {
+    // A cache that cannot be opened only costs the packing pass at start.
+    StatusOr<std::unique_ptr<PackedWeightsCache>> opened =
+        PackedWeightsCache::open(options.cpu_weights_cache, kernels::kBf16PanelsLayout);
+    if (opened.ok()) {
+      cache = std::move(*opened);
+    } else {
+      spdlog::warn("cpu-bf16: no packed-weights cache ({}); packing at every start",
+                   opened.status().message());
+    }
+  }
   return std::unique_ptr<Backend>(
-      std::make_unique<CpuBf16Backend>(options.threads, isa, kv, packed));
+      std::make_unique<CpuBf16Backend>(options.threads, isa, kv, packed, std::move(cache)));
 }
 
 }  // namespace loraserve

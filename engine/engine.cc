@@ -83,6 +83,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create_impl(const ModelWeights& weight
   e->store_ = std::make_unique<AdapterStore>(e->backend_->host_allocator());
   e->cache_ = std::make_unique<AdapterCache>(e->pool_.get(), geom.page_bytes, e->backend_.get());
   LS_RETURN_IF_ERROR(e->upload_model(weights));
+  LS_RETURN_IF_ERROR(e->backend_->weights_uploaded());
   LS_RETURN_IF_ERROR(e->allocate_activations());
   return e;
 }

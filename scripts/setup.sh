@@ -11,7 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libyaml-cpp-dev libssl-dev openssl
-  libpcre2-dev libutf8proc-dev
+  libpcre2-dev libutf8proc-dev libxxhash-dev
   clang-14 libclang-rt-14-dev libboost-context-dev
   libboost-dev prometheus
   python3 python3-numpy python3-torch python3-sentencepiece python3-jinja2

@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 T0=$SECONDS
 # Each step's wall time, so CI's log says where the time goes.
 step_done() { echo "[test] $1 done at $((SECONDS - T0)) s"; }
+# Servers the tests start keep packed weights (--cpu-weights-cache) in the
+# build tree, not in ~/.cache.
+export LORASERVE_CACHE_DIR="${LORASERVE_CACHE_DIR:-$PWD/${BUILD_DIR:-build}/weights-cache}"
 bash scripts/setup.sh
 step_done setup
 bash scripts/build.sh

@@ -20,6 +20,9 @@
 namespace loraserve::kernels {
 
 constexpr int64_t kBf16PanelCols = 16;
+// The layout's name and version where packed weights are kept on disk
+// (engine/packed_weights_cache.h): change it with the layout.
+constexpr const char* kBf16PanelsLayout = "bf16-panels-16x2-v1";
 
 inline int64_t bf16_panel_count(int64_t n) { return (n + kBf16PanelCols - 1) / kBf16PanelCols; }
 // Elements (uint16_t) of a packed [n, k] matrix, padding included.

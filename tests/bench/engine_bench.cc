@@ -53,6 +53,7 @@ struct Flags {
   std::string cpu_isa = "auto";
   std::string kv_cache_dtype = "auto";
   std::string cpu_weights = "auto";
+  std::string cpu_weights_cache;  // none unless asked: a benchmark measures what it names
   std::vector<int> batches = {1, 32, 128};
   int context = 128;
   int decode_steps = 16;
@@ -292,6 +293,7 @@ int run(const Flags& flags) {
   bo.cpu_isa = flags.cpu_isa;
   bo.kv_cache_dtype = flags.kv_cache_dtype;
   bo.cpu_weights = flags.cpu_weights;
+  bo.cpu_weights_cache = flags.cpu_weights_cache;
   auto backend = create_backend(flags.backend, bo);
   if (!backend.ok()) die("backend", backend.status());
   const std::string backend_name = (*backend)->name();
@@ -335,6 +337,7 @@ int run(const Flags& flags) {
   b.out["backend"] = backend_name;
   b.out["kv_cache_dtype"] = dtype_name(b.engine->backend().kv_dtype());
   b.out["cpu_weights"] = flags.cpu_weights;
+  b.out["cpu_weights_cache"] = flags.cpu_weights_cache;
   b.out["backend_describe"] = b.engine->backend().describe();  // what auto resolved to
   b.out["model"] = model_dir;
   b.out["copy_gbps"] = gbps;  // host read bandwidth on the cpu backends
@@ -402,6 +405,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--kv-cache-dtype", f.kv_cache_dtype, "auto, bf16 or f32")->capture_default_str();
   app.add_option("--cpu-weights", f.cpu_weights, "cpu-bf16: auto, mapped or packed")->capture_default_str();
+  app.add_option("--cpu-weights-cache", f.cpu_weights_cache,
+                 "cpu-bf16, packed: directory of the packed-weights cache (default none)");
   app.add_option("--batches", f.batches, "Decode batch sizes")->delimiter(',')->capture_default_str();
   app.add_option("--context", f.context, "KV tokens per sequence before the timed steps")->capture_default_str();
   app.add_option("--decode-steps", f.decode_steps, "Timed decode steps per batch")->capture_default_str();
