@@ -232,6 +232,8 @@ PackedWeightsCache::Entry& PackedWeightsCache::entry_for(const SafetensorsFile& 
       if (map == MAP_FAILED) {
         why = std::string("mmap: ") + std::strerror(errno);
       } else {
+        // Huge pages where the page cache has them (a hint; may fail).
+        madvise(map, static_cast<size_t>(st.st_size), MADV_HUGEPAGE);
         e.map = map;
         e.map_size = static_cast<size_t>(st.st_size);
         e.data_start = data_start;
