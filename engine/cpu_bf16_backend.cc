@@ -404,8 +404,8 @@ StatusOr<std::unique_ptr<Backend>> create_cpu_bf16_backend(const BackendOptions&
   const DType kv = options.kv_cache_dtype == "f32" ? DType::kF32 : DType::kBF16;
   // auto packs where the panel kernel runs: 1.4-2.1x the batched steps and
   // 1.2-2.0x the prefill of the row kernel at the same RSS (the mapping's
-  // pages are dropped as each matrix is packed), for 2-5 s of load on a
-  // 1.2 B model instead of none (docs/benchmarks.md).
+  // pages are dropped as each matrix is packed). Packing a 1.2 B model takes
+  // 2-5 s; with a cache, only its first start pays that (docs/benchmarks.md).
   const bool packed = options.cpu_weights == "packed" ||
                       (options.cpu_weights == "auto" && isa == CpuIsa::kAvx512Bf16);
   if (packed && isa != CpuIsa::kAvx512Bf16) {
