@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,7 +43,13 @@ class CpuBf16Backend final : public CpuBackend {
  public:
   CpuBf16Backend(int threads, CpuIsa isa, DType kv_dtype, bool packed,
                  std::unique_ptr<PackedWeightsCache> cache)
-      : threads_(threads), isa_(isa), kv_dtype_(kv_dtype), packed_(packed), cache_(std::move(cache)) {}
+      : threads_(threads), isa_(isa), kv_dtype_(kv_dtype), packed_(packed), cache_(std::move(cache)) {
+    if (cache_) {
+      cache_->set_parallel_for([this](int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+        threads_.parallel_for(n, 1, fn);
+      });
+    }
+  }
   ~CpuBf16Backend() override {
     if (profile_) print_profile();
     for (void* p : owned_bf16_) std::free(p);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
@@ -28,6 +29,7 @@ constexpr char kMagic[8] = {'L', 'S', 'P', 'A', 'C', 'K', 'W', '1'};
 constexpr size_t kAlign = 4096;
 constexpr uint64_t kMaxHeader = uint64_t{64} << 20;
 constexpr const char* kSuffix = ".lsw";
+constexpr size_t kHashChunk = size_t{8} << 20;
 
 size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
@@ -269,10 +271,28 @@ const void* PackedWeightsCache::find(const TensorInfo& t, size_t bytes) {
     return miss("outside the entry file (truncated?)");
   }
   const char* data = static_cast<const char*>(e.map) + e.data_start + offset;
-  if (hex64(XXH3_64bits(data, bytes)) != j["xxh3"]) return miss("checksum mismatch");
+  if (checksum(data, bytes) != j["xxh3"]) return miss("checksum mismatch");
   e.used[t.name] = Payload{data, bytes, t.shape[0], t.shape[1]};
   stats_.hits++;
   return data;
+}
+
+std::string PackedWeightsCache::checksum(const void* data, size_t bytes) const {
+  const char* p = static_cast<const char*>(data);
+  const int64_t chunks = static_cast<int64_t>(std::max<size_t>(1, (bytes + kHashChunk - 1) / kHashChunk));
+  std::vector<uint64_t> sums(static_cast<size_t>(chunks));
+  auto run = [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      const size_t at = static_cast<size_t>(c) * kHashChunk;
+      sums[static_cast<size_t>(c)] = XXH3_64bits(p + at, std::min(kHashChunk, bytes - at));
+    }
+  };
+  if (parallel_for_) {
+    parallel_for_(chunks, run);
+  } else {
+    run(0, chunks);
+  }
+  return hex64(XXH3_64bits(sums.data(), sums.size() * sizeof(uint64_t)));
 }
 
 void PackedWeightsCache::add(const TensorInfo& t, const void* packed, size_t bytes) {
@@ -303,7 +323,7 @@ Status PackedWeightsCache::write_entry(const SafetensorsFile& source,
   size_t offset = 0;
   for (const auto& [name, p] : tensors) {
     index[name] = json{{"rows", p.rows}, {"cols", p.cols}, {"offset", offset}, {"bytes", p.bytes},
-                       {"xxh3", hex64(XXH3_64bits(p.data, p.bytes))}};
+                       {"xxh3", checksum(p.data, p.bytes)}};
     offset += align_up(p.bytes);
   }
   const std::string text = header.dump();

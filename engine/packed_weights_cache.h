@@ -8,7 +8,8 @@
 //   "LSPACKW1" | u64 LE JSON length | JSON header | zeros to 4096 | payloads
 // each at a 4096-aligned offset from the data start; the header names the
 // layout, the source's path and identity, and per tensor its rows, cols,
-// offset, bytes and XXH3-64 of the payload.
+// offset, bytes and checksum: XXH3-64 over the XXH3-64s of the payload's
+// 8 MiB chunks, so that the threads share the check of a large matrix.
 //
 // Trust: an entry is used only when its layout and source identity match the
 // open checkpoint, and each payload only when its XXH3 matches (checked as it
@@ -23,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -64,6 +66,11 @@ class PackedWeightsCache {
   // (a full disk, a read-only directory) leaves no partial entry behind.
   Status write_pending();
 
+  // How checksums split [0, n) chunks over threads (the backend's pool);
+  // without one, on the calling thread.
+  using ParallelFor = std::function<void(int64_t n, const std::function<void(int64_t, int64_t)>& fn)>;
+  void set_parallel_for(ParallelFor pf) { parallel_for_ = std::move(pf); }
+
   const std::string& dir() const { return dir_; }
   const Stats& stats() const { return stats_; }
   // The entry file for `source` in this cache (for tests and log lines).
@@ -81,11 +88,13 @@ class PackedWeightsCache {
   Entry& entry_for(const SafetensorsFile& source);
   Status write_entry(const SafetensorsFile& source, const std::map<std::string, Payload>& tensors);
   void sweep();
+  std::string checksum(const void* data, size_t bytes) const;
 
   std::string dir_;
   std::string layout_;
   std::map<const SafetensorsFile*, std::unique_ptr<Entry>> entries_;
   Stats stats_;
+  ParallelFor parallel_for_;
 };
 
 }  // namespace loraserve
