@@ -9,7 +9,8 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <atomic>
+#include <ctime>
+#include <random>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -30,6 +31,7 @@ constexpr size_t kAlign = 4096;
 constexpr uint64_t kMaxHeader = uint64_t{64} << 20;
 constexpr const char* kSuffix = ".lsw";
 constexpr size_t kHashChunk = size_t{8} << 20;
+constexpr int64_t kAbandonedAfterS = 600;  // a temporary unchanged this long has no writer
 
 size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
@@ -168,10 +170,15 @@ void PackedWeightsCache::sweep() {
     const std::string path = dir_ + "/" + name;
     const size_t tmp = name.find(std::string(kSuffix) + ".tmp.");
     if (tmp != std::string::npos) {
-      // NAME.lsw.tmp.PID.N: another process's write in progress, unless that
-      // process is gone (killed part-way).
+      // NAME.lsw.tmp.PID.R: a write in progress, unless its writer is gone
+      // (killed part-way). A writer in another PID namespace (a container
+      // sharing the volume) looks gone, so the file must also have stopped
+      // changing: a live writer touches it every few seconds.
       const long pid = std::strtol(name.c_str() + tmp + std::strlen(kSuffix) + 5, nullptr, 10);
-      if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH &&
+      struct stat st {};
+      const bool idle = ::stat(path.c_str(), &st) == 0 &&
+                        std::time(nullptr) - st.st_mtim.tv_sec > kAbandonedAfterS;
+      if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH && idle &&
           ::unlink(path.c_str()) == 0) {
         stats_.entries_removed++;
       }
@@ -333,9 +340,10 @@ Status PackedWeightsCache::write_entry(const SafetensorsFile& source,
   const size_t data_start = align_up(head.size());
   head.resize(data_start, '\0');
 
-  static std::atomic<int> counter{0};
   const std::string path = entry_path(source);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  // The random part keeps writers with the same PID in different containers apart.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
+                          hex64(std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return io_error("create " + tmp, errno);
   Status st = write_all(fd, head.data(), head.size(), 0, tmp);

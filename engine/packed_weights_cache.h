@@ -17,8 +17,8 @@
 // Entries are written to a temporary name, fsync'd, renamed into place and
 // the directory fsync'd, so a crash leaves the old entry or the new one.
 // open() removes entries whose checkpoint is gone or has changed, and
-// temporaries of processes that no longer run, so the directory holds about
-// one copy of each model in use.
+// temporaries whose writer no longer runs and that have not changed for 10
+// minutes, so the directory holds about one copy of each model in use.
 //
 // Not thread-safe: the backend uses it from its loading thread.
 #pragma once

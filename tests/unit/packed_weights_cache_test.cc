@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -152,11 +153,17 @@ TEST_F(PackedWeightsCacheTest, ATruncatedEntryServesNothingPastItsEnd) {
 
 TEST_F(PackedWeightsCacheTest, GarbageInTheDirectoryIsSweptOrLeftAlone) {
   ASSERT_EQ(start(), 0);
-  // An entry that is not one, a dead writer's temporary, a live writer's
-  // temporary (this process), and a file that is not the cache's.
+  // An entry that is not one; a temporary whose writer is gone and that has
+  // not changed for an hour; one of a writer that is not running here but
+  // wrote a moment ago (another PID namespace: kept); a live writer's (this
+  // process); and a file that is not the cache's.
   { std::ofstream(cache_dir_ + "/0123.lsw") << "not an entry"; }
-  { std::ofstream(cache_dir_ + "/0123.lsw.tmp.999999999.0") << "half written"; }
-  const std::string live = "0123.lsw.tmp." + std::to_string(::getpid()) + ".0";
+  { std::ofstream(cache_dir_ + "/0123.lsw.tmp.999999999.a") << "half written"; }
+  fs::last_write_time(cache_dir_ + "/0123.lsw.tmp.999999999.a",
+                      fs::file_time_type::clock::now() - std::chrono::hours(1));
+  const std::string elsewhere = "0123.lsw.tmp.999999998.b";
+  { std::ofstream(cache_dir_ + "/" + elsewhere) << "being written in another container"; }
+  const std::string live = "0123.lsw.tmp." + std::to_string(::getpid()) + ".c";
   { std::ofstream(cache_dir_ + "/" + live) << "being written"; }
   { std::ofstream(cache_dir_ + "/README") << "mine"; }
   auto cache = PackedWeightsCache::open(cache_dir_, kLayout);
@@ -164,7 +171,7 @@ TEST_F(PackedWeightsCacheTest, GarbageInTheDirectoryIsSweptOrLeftAlone) {
   EXPECT_EQ((*cache)->stats().entries_removed, 2);
   auto names = files();
   std::sort(names.begin(), names.end());
-  std::vector<std::string> want = {fs::path(entry_).filename(), live, "README"};
+  std::vector<std::string> want = {fs::path(entry_).filename(), elsewhere, live, "README"};
   std::sort(want.begin(), want.end());
   EXPECT_EQ(names, want);
 }
