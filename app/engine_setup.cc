@@ -36,7 +36,7 @@ void add_engine_flags(CLI::App* cmd, EngineFlags* f) {
       ->capture_default_str();
   cmd->add_option("--cpu-weights-cache", f->cpu_weights_cache,
                   "cpu-bf16, packed weights: a directory where they are kept once packed and "
-                  "mapped from on later starts (load in well under a second); 'off': pack at "
+                  "mapped from on later starts (no packing pass); 'off': pack at "
                   "every start. Default: $LORASERVE_CACHE_DIR, $XDG_CACHE_HOME/loraserve or "
                   "~/.cache/loraserve")
       ->capture_default_str();

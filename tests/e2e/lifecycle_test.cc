@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
@@ -227,6 +228,37 @@ TEST(LifecycleOwnServer, FullQueueIsResourceExhausted) {
                                 waiting_prompt.size()));
     break;
   }
+}
+
+TEST(LifecycleOwnServer, RestartMapsThePackedWeightsTheFirstStartWrote) {
+  ASSERT_TRUE(synth_data().error.empty()) << synth_data().error;
+  char tmpl[] = "/tmp/loraserve-weights-cache-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string cache = std::string(tmpl) + "/cache";
+  ServerOptions o = default_server_options(64);
+  o.extra_args = {"--log-level", "info", "--cpu-weights-cache", cache};
+  const std::vector<uint32_t> prompt = make_prompt(1100, 7);
+  const OfflineResult want = run_offline(offline_job(-1, prompt, 8));
+  ASSERT_TRUE(want.ok) << want.error;
+  // The first start packs and writes the entry before it listens; it is
+  // then killed (SIGKILL), and the second start maps every matrix.
+  const char* expect_log[] = {", 0 mapped from the cache", " mapped from the cache in " };
+  for (int start = 0; start < 2; ++start) {
+    SCOPED_TRACE(start == 0 ? "first start" : "restart");
+    auto server = own_server(o);
+    ASSERT_NE(server, nullptr);
+    const std::string log = server->log();
+    if (log.find("mapped weights") != std::string::npos) {
+      std::filesystem::remove_all(tmpl);
+      GTEST_SKIP() << "no AVX512-BF16: weights are read in place, nothing is packed";
+    }
+    EXPECT_NE(log.find(expect_log[start]), std::string::npos) << log;
+    if (start == 1) EXPECT_NE(log.find(", 0 packed)"), std::string::npos) << log;
+    auto stub = server->stub();
+    EXPECT_TRUE(matches_offline(run_generate(stub.get(), make_request("", prompt, 8)), want,
+                                prompt.size()));
+  }
+  std::filesystem::remove_all(tmpl);
 }
 
 TEST(LifecycleOwnServer, SmallPoolEvictsAndPreemptsButOutputsStayExact) {
