@@ -109,6 +109,14 @@ Status write_all(int fd, const void* data, size_t bytes, size_t offset, const st
   return ok_status();
 }
 
+// Unmaps the whole pages inside [data, data + bytes) of a read-only shared
+// file mapping from this process; they stay in the page cache.
+void drop_pages(const void* data, size_t bytes) {
+  const uintptr_t begin = align_up(reinterpret_cast<uintptr_t>(data));
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / kAlign * kAlign;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 Status fsync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return io_error("open " + dir, errno);
@@ -278,7 +286,13 @@ const void* PackedWeightsCache::find(const TensorInfo& t, size_t bytes) {
     return miss("outside the entry file (truncated?)");
   }
   const char* data = static_cast<const char*>(e.map) + e.data_start + offset;
-  if (checksum(data, bytes) != j["xxh3"]) return miss("checksum mismatch");
+  if (checksum(data, bytes) != j["xxh3"]) {
+    // The check read the payload in; it will not be used, so its pages
+    // leave the process (else a stale entry holds the model twice in RSS
+    // beside the copy the backend packs now).
+    drop_pages(data, bytes);
+    return miss("checksum mismatch");
+  }
   e.used[t.name] = Payload{data, bytes, t.shape[0], t.shape[1]};
   stats_.hits++;
   return data;
