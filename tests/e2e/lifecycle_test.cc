@@ -253,7 +253,9 @@ TEST(LifecycleOwnServer, RestartMapsThePackedWeightsTheFirstStartWrote) {
       GTEST_SKIP() << "no AVX512-BF16: weights are read in place, nothing is packed";
     }
     EXPECT_NE(log.find(expect_log[start]), std::string::npos) << log;
-    if (start == 1) EXPECT_NE(log.find(", 0 packed)"), std::string::npos) << log;
+    if (start == 1) {
+      EXPECT_NE(log.find(", 0 packed)"), std::string::npos) << log;
+    }
     auto stub = server->stub();
     EXPECT_TRUE(matches_offline(run_generate(stub.get(), make_request("", prompt, 8)), want,
                                 prompt.size()));
