@@ -15,6 +15,9 @@ namespace loraserve {
 StatusOr<std::string> read_file(const std::string& path);
 // True for an existing regular file.
 bool file_exists(const std::string& path);
+// fsync of a directory, so that names just renamed into it survive a
+// crash. 0, or the errno of the open or fsync that failed.
+int fsync_dir(const std::string& dir);
 // "[4096, 11008]" for error messages.
 std::string shape_string(const std::vector<int64_t>& shape);
 bool ends_with(const std::string& s, const std::string& suffix);

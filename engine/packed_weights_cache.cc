@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/file_util.h"
 #include "common/sha256.h"
 
 namespace loraserve {
@@ -117,13 +118,9 @@ void drop_pages(const void* data, size_t bytes) {
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
-Status fsync_dir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error("open " + dir, errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  return rc == 0 ? ok_status() : io_error("fsync " + dir, err);
+Status sync_dir(const std::string& dir) {
+  const int err = loraserve::fsync_dir(dir);
+  return err == 0 ? ok_status() : io_error("fsync " + dir, err);
 }
 
 }  // namespace
@@ -378,7 +375,7 @@ Status PackedWeightsCache::write_entry(const SafetensorsFile& source,
   }
   stats_.entries_written++;
   stats_.bytes_written += static_cast<int64_t>(written);
-  return fsync_dir(dir_);
+  return sync_dir(dir_);
 }
 
 }  // namespace loraserve

@@ -34,14 +34,9 @@ Status io_error(const std::string& what, int err) {
   return internal_error(msg);
 }
 
-Status fsync_dir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error("open " + dir, errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return io_error("fsync " + dir, err);
-  return ok_status();
+Status sync_dir(const std::string& dir) {
+  const int err = loraserve::fsync_dir(dir);
+  return err == 0 ? ok_status() : io_error("fsync " + dir, err);
 }
 
 Status make_dir(const std::string& dir) {
@@ -256,7 +251,7 @@ StatusOr<StoredAdapter> DurableAdapterStore::put(StoredAdapter meta,
       return st;
     }
   }
-  Status st = fsync_dir(staging);
+  Status st = sync_dir(staging);
   const std::string parent = dir_ + "/objects/" + key;
   if (st.ok()) st = make_dir(parent);
   const std::string target = object_dir(meta.id, meta.version);
@@ -266,8 +261,8 @@ StatusOr<StoredAdapter> DurableAdapterStore::put(StoredAdapter meta,
     fs::remove_all(target, ec);
     if (::rename(staging.c_str(), target.c_str()) != 0) st = io_error("rename to " + target, errno);
   }
-  if (st.ok()) st = fsync_dir(parent);
-  if (st.ok()) st = fsync_dir(dir_ + "/objects");
+  if (st.ok()) st = sync_dir(parent);
+  if (st.ok()) st = sync_dir(dir_ + "/objects");
   if (!st.ok()) {
     cleanup();
     return st;
@@ -279,7 +274,7 @@ StatusOr<StoredAdapter> DurableAdapterStore::put(StoredAdapter meta,
   if (st.ok() && ::rename(rec_tmp.c_str(), record_path(meta.id).c_str()) != 0) {
     st = io_error("rename to " + record_path(meta.id), errno);
   }
-  if (st.ok()) st = fsync_dir(dir_ + "/records");
+  if (st.ok()) st = sync_dir(dir_ + "/records");
   if (!st.ok()) {
     ::unlink(rec_tmp.c_str());
     std::error_code ec;
@@ -354,7 +349,7 @@ Status DurableAdapterStore::remove(const std::string& id, uint64_t version) {
                                std::to_string(version));
   }
   if (::unlink(record_path(id).c_str()) != 0) return io_error("unlink " + record_path(id), errno);
-  LS_RETURN_IF_ERROR(fsync_dir(dir_ + "/records"));
+  LS_RETURN_IF_ERROR(sync_dir(dir_ + "/records"));
   std::error_code ec;
   fs::remove_all(dir_ + "/objects/" + key, ec);  // unreferenced now; best effort
   return ok_status();
