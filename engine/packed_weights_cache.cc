@@ -93,6 +93,7 @@ StatusOr<json> read_header(int fd, size_t size, size_t* data_start) {
     return data_loss("malformed header");
   }
   *data_start = align_up(sizeof head + static_cast<size_t>(n));
+  if (*data_start > size) return data_loss("cut short before its data section");
   return j;
 }
 

@@ -146,6 +146,13 @@ TEST_F(PackedWeightsCacheTest, ATruncatedEntryServesNothingPastItsEnd) {
   ASSERT_EQ(start(), 0);
   fs::resize_file(entry_, fs::file_size(entry_) - 1);
   EXPECT_EQ(start(), 1);
+  fs::resize_file(entry_, 1000);  // the header whole, the data section gone
+  {
+    auto swept = PackedWeightsCache::open(cache_dir_, kLayout);
+    ASSERT_TRUE(swept.ok());
+    EXPECT_EQ((*swept)->stats().entries_removed, 1) << "a header without its data is no entry";
+  }
+  EXPECT_EQ(start(), 0);
   fs::resize_file(entry_, 10);  // not even a header
   EXPECT_EQ(start(), 0);
   EXPECT_EQ(start(), 2);
