@@ -156,10 +156,18 @@ StatusOr<std::unique_ptr<PackedWeightsCache>> PackedWeightsCache::open(const std
   return cache;
 }
 
-std::string PackedWeightsCache::entry_path(const SafetensorsFile& source) const {
+namespace {
+// The checkpoint's absolute path: what an entry records, so that a sweep run
+// from any working directory finds it.
+std::string real_path(const SafetensorsFile& source) {
   std::error_code ec;
   std::string real = std::filesystem::weakly_canonical(source.path(), ec).string();
-  if (ec) real = source.path();
+  return ec ? source.path() : real;
+}
+}  // namespace
+
+std::string PackedWeightsCache::entry_path(const SafetensorsFile& source) const {
+  const std::string real = real_path(source);
   const FileIdentity& id = source.identity();
   const std::string key = sha256_hex({layout_, std::string(1, '\0'), real, std::string(1, '\0'),
                                       identity_json(id).dump()});
@@ -336,7 +344,7 @@ Status PackedWeightsCache::write_entry(const SafetensorsFile& source,
                                        const std::map<std::string, Payload>& tensors) {
   json header;
   header["layout"] = layout_;
-  header["source"] = source.path();
+  header["source"] = real_path(source);
   header["identity"] = identity_json(source.identity());
   json& index = header["tensors"] = json::object();
   size_t offset = 0;

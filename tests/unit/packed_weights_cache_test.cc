@@ -129,6 +129,23 @@ TEST_F(PackedWeightsCacheTest, ADeletedCheckpointsEntryIsSwept) {
   EXPECT_TRUE(files().empty());
 }
 
+TEST_F(PackedWeightsCacheTest, AnEntryOfARelativePathSurvivesASweepFromElsewhere) {
+  // A server started with --model ./m records the checkpoint's absolute path:
+  // a later start from another directory must not take it for deleted.
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir_.path());
+  ckpt_ = "model.safetensors";
+  const int64_t first = start();
+  fs::current_path("/");
+  auto cache = PackedWeightsCache::open(cache_dir_, kLayout);
+  fs::current_path(cwd);
+  EXPECT_EQ(first, 0);
+  ASSERT_TRUE(cache.ok());
+  EXPECT_EQ((*cache)->stats().entries_removed, 0);
+  ckpt_ = dir_.path() + "/model.safetensors";  // the same file by its absolute path
+  EXPECT_EQ(start(), 2);
+}
+
 TEST_F(PackedWeightsCacheTest, AFlippedByteFailsThatPayloadOnly) {
   ASSERT_EQ(start(), 0);
   {
