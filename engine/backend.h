@@ -95,9 +95,13 @@ class Backend : public PoolWriter {
   virtual Status init(const BackendModelInfo& info, const PoolGeometry& pool) = 0;
   // Converts a checkpoint tensor into backend memory (cpu: f32 copy).
   virtual StatusOr<Tensor> upload_weight(const TensorInfo& t) = 0;
-  // Called once after the last upload_weight of a model (cpu-bf16 writes
-  // its packed-weights cache here). A failure fails the load.
+  // Called once after the last upload_weight of a model (cpu-bf16 starts
+  // writing its packed-weights cache here, in the background). A failure
+  // fails the load.
   virtual Status weights_uploaded() { return ok_status(); }
+  // Waits for work weights_uploaded left running (the cache write), for a
+  // benchmark that must not measure beside it. release() waits too.
+  virtual void finish_background_work() {}
   // Copies host f32 data into backend memory in the backend's weight dtype.
   virtual StatusOr<Tensor> upload_f32(const float* data, int64_t rows, int64_t cols) = 0;
   // Frees memory from upload_*/allocate_activation; unknown pointers are ignored.

@@ -13,7 +13,11 @@
 // the order of every op, with the heavy ones (attention, LoRA, sampling,
 // silu) on SIMD and all ops split over one ThreadPool (--threads).
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -51,6 +56,7 @@ class CpuBf16Backend final : public CpuBackend {
     }
   }
   ~CpuBf16Backend() override {
+    finish_background_work();
     if (profile_) print_profile();
     for (void* p : owned_bf16_) std::free(p);
   }
@@ -114,23 +120,41 @@ class CpuBf16Backend final : public CpuBackend {
     return Tensor{out, DType::kBF16, rows, cols};
   }
 
-  // Writes what was packed to the cache. A cache that cannot be written (a
-  // full disk, a read-only home) costs the next start a packing pass, not
-  // this one its model: a warning, not an error.
+  // Writes what was packed to the cache on a thread of its own, so that the
+  // first start serves as soon as it has packed (the write and its fsync
+  // take 5-7 s for a 1.2 B model on this disk; docs/benchmarks.md). The
+  // writer only reads the packed matrices, which release() and the
+  // destructor free only after joining it; it runs at the lowest priority,
+  // checksumming on its own thread, to stay out of the serving threads' way.
+  // A cache that cannot be written (a full disk, a read-only home) costs the
+  // next start a packing pass, not this one its model: a warning, not an
+  // error.
   Status weights_uploaded() override {
-    if (!cache_) return ok_status();
-    const auto t0 = std::chrono::steady_clock::now();
-    Status s = cache_->write_pending();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const PackedWeightsCache::Stats& st = cache_->stats();
-    if (!s.ok()) {
-      spdlog::warn("cpu-bf16: packed weights not cached ({}); the next start packs them again",
-                   s.message());
-    } else if (st.entries_written > 0) {
-      spdlog::info("cpu-bf16: wrote {:.2f} GB of packed weights to {} in {:.1f} s",
-                   st.bytes_written / 1e9, cache_->dir(), secs);
-    }
+    if (!cache_ || cache_->stats().misses == 0) return ok_status();
+    cache_->set_parallel_for(nullptr);
+    cache_writer_ = std::thread([this] {
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19);
+      const auto t0 = std::chrono::steady_clock::now();
+      Status s = cache_->write_pending();
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const PackedWeightsCache::Stats& st = cache_->stats();
+      if (!s.ok()) {
+        spdlog::warn("cpu-bf16: packed weights not cached ({}); the next start packs them again",
+                     s.message());
+      } else if (st.entries_written > 0) {
+        spdlog::info("cpu-bf16: wrote {:.2f} GB of packed weights to {} in {:.1f} s",
+                     st.bytes_written / 1e9, cache_->dir(), secs);
+      }
+      cache_written_ = true;
+    });
     return ok_status();
+  }
+
+  void finish_background_work() override {
+    if (!cache_writer_.joinable()) return;
+    if (!cache_written_) spdlog::info("cpu-bf16: waiting for the packed-weights cache write to finish");
+    cache_writer_.join();
   }
 
   // Which matrices upload_weight packs (and linear and embedding then read
@@ -167,6 +191,7 @@ class CpuBf16Backend final : public CpuBackend {
   }
 
   void release(const Tensor& t) override {
+    finish_background_work();  // the writer may be reading this matrix
     for (size_t i = 0; i < owned_bf16_.size(); ++i) {
       if (owned_bf16_[i] == t.data) {
         std::free(owned_bf16_[i]);
@@ -397,6 +422,8 @@ class CpuBf16Backend final : public CpuBackend {
   DType kv_dtype_;
   bool packed_;                      // --cpu-weights packed
   std::unique_ptr<PackedWeightsCache> cache_;  // --cpu-weights-cache; null: none
+  std::thread cache_writer_;         // weights_uploaded's write of cache_
+  std::atomic<bool> cache_written_{false};  // the writer is done (ok or not)
   std::vector<uint16_t> xb_;         // x in bf16 for the VDPBF16PS kernel
   std::vector<void*> owned_bf16_;    // converted or packed weights
 };

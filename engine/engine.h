@@ -136,6 +136,10 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   EngineStats stats() const;
   const Backend& backend() const { return *backend_; }
+  // Waits for the backend's start-up work that outlives create() (cpu-bf16:
+  // the packed-weights cache write); for benchmarks, which must not measure
+  // beside it.
+  void finish_background_work() { backend_->finish_background_work(); }
   const AdapterStore& adapter_store() const { return *store_; }
 
  private:

@@ -127,6 +127,12 @@ Status sync_dir(const std::string& dir) {
 }  // namespace
 
 struct PackedWeightsCache::Entry {
+  // What the entry records of its checkpoint, copied here: the write may
+  // run after the checkpoint is closed (the backend writes in the
+  // background, and a packed backend does not keep the checkpoint open).
+  std::string source;  // real_path
+  FileIdentity identity;
+  std::string path;  // the entry file
   bool looked = false;
   void* map = nullptr;  // the entry file, read-only and shared
   size_t map_size = 0;
@@ -231,7 +237,10 @@ PackedWeightsCache::Entry& PackedWeightsCache::entry_for(const SafetensorsFile& 
   Entry& e = *slot;
   if (e.looked) return e;
   e.looked = true;
-  const std::string path = entry_path(source);
+  e.source = real_path(source);
+  e.identity = source.identity();
+  e.path = entry_path(source);
+  const std::string& path = e.path;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return e;  // not written yet: every tensor is a miss
   std::string why;
@@ -334,18 +343,18 @@ Status PackedWeightsCache::write_pending() {
   for (auto& [source, e] : entries_) {
     if (!e->dirty) continue;
     e->dirty = false;
-    Status s = write_entry(*source, e->used);
+    Status s = write_entry(*e);
     if (!s.ok() && first.ok()) first = std::move(s);
   }
   return first;
 }
 
-Status PackedWeightsCache::write_entry(const SafetensorsFile& source,
-                                       const std::map<std::string, Payload>& tensors) {
+Status PackedWeightsCache::write_entry(const Entry& e) {
+  const std::map<std::string, Payload>& tensors = e.used;
   json header;
   header["layout"] = layout_;
-  header["source"] = real_path(source);
-  header["identity"] = identity_json(source.identity());
+  header["source"] = e.source;
+  header["identity"] = identity_json(e.identity);
   json& index = header["tensors"] = json::object();
   size_t offset = 0;
   for (const auto& [name, p] : tensors) {
@@ -360,7 +369,7 @@ Status PackedWeightsCache::write_entry(const SafetensorsFile& source,
   const size_t data_start = align_up(head.size());
   head.resize(data_start, '\0');
 
-  const std::string path = entry_path(source);
+  const std::string& path = e.path;
   // The random part keeps writers with the same PID in different containers apart.
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
                           hex64(std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32));

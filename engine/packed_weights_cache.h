@@ -20,7 +20,9 @@
 // temporaries whose writer no longer runs and that have not changed for 10
 // minutes, so the directory holds about one copy of each model in use.
 //
-// Not thread-safe: the backend uses it from its loading thread.
+// Not thread-safe: the backend calls find and add from its loading thread,
+// then write_pending (on a thread of its own) with nothing else in between;
+// write_pending needs only the packed payloads, not the checkpoint files.
 #pragma once
 
 #include <cstdint>
@@ -59,7 +61,8 @@ class PackedWeightsCache {
   // checkpoint files (t.mapped_file) can hit.
   const void* find(const TensorInfo& t, size_t bytes);
   // Records what the backend packed for `t` (which must stay valid until
-  // write_pending returns), so that its file's entry is written.
+  // write_pending returns; t's checkpoint file need not), so that its
+  // file's entry is written.
   void add(const TensorInfo& t, const void* packed, size_t bytes);
   // Writes the entry of every checkpoint file with a tensor add()ed since the
   // last call, holding all of that file's tensors found or added. An error
@@ -86,7 +89,7 @@ class PackedWeightsCache {
   struct Entry;  // one checkpoint file's mapped entry and what was used from it
   PackedWeightsCache(std::string dir, std::string layout);
   Entry& entry_for(const SafetensorsFile& source);
-  Status write_entry(const SafetensorsFile& source, const std::map<std::string, Payload>& tensors);
+  Status write_entry(const Entry& e);
   void sweep();
   std::string checksum(const void* data, size_t bytes) const;
 

@@ -240,8 +240,9 @@ TEST(LifecycleOwnServer, RestartMapsThePackedWeightsTheFirstStartWrote) {
   const std::vector<uint32_t> prompt = make_prompt(1100, 7);
   const OfflineResult want = run_offline(offline_job(-1, prompt, 8));
   ASSERT_TRUE(want.ok) << want.error;
-  // The first start packs and writes the entry before it listens; it is
-  // then killed (SIGKILL), and the second start maps every matrix.
+  // The first start packs, listens and writes the entry in the background;
+  // once its log says the entry is written it is killed (SIGKILL), and the
+  // second start maps every matrix.
   const char* expect_log[] = {", 0 mapped from the cache", " mapped from the cache in " };
   for (int start = 0; start < 2; ++start) {
     SCOPED_TRACE(start == 0 ? "first start" : "restart");
@@ -259,6 +260,12 @@ TEST(LifecycleOwnServer, RestartMapsThePackedWeightsTheFirstStartWrote) {
     auto stub = server->stub();
     EXPECT_TRUE(matches_offline(run_generate(stub.get(), make_request("", prompt, 8)), want,
                                 prompt.size()));
+    if (start == 0) {
+      EXPECT_TRUE(wait_until(
+          [&] { return server->log().find("packed weights to " + cache) != std::string::npos; },
+          std::chrono::seconds(60)))
+          << server->log();
+    }
   }
   std::filesystem::remove_all(tmpl);
 }

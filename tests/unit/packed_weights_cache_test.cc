@@ -93,6 +93,30 @@ TEST_F(PackedWeightsCacheTest, SecondStartMapsWhatTheFirstPacked) {
   EXPECT_EQ(files().size(), 1u);
 }
 
+TEST_F(PackedWeightsCacheTest, WritesAfterItsCheckpointIsClosed) {
+  // The backend writes in the background, after the engine has let go of the
+  // checkpoint (a packed backend does not keep it mapped): the entry must
+  // be written from what add() recorded, not from the closed file.
+  std::string entry;
+  std::vector<std::string> keep;
+  auto cache = PackedWeightsCache::open(cache_dir_, kLayout);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  {
+    auto file = SafetensorsFile::open(ckpt_);
+    ASSERT_TRUE(file.ok()) << file.status();
+    keep.reserve(3);
+    for (const auto& [name, t] : (*file)->tensors()) {
+      keep.push_back(packed_of(t));
+      (*cache)->add(t, keep.back().data(), keep.back().size());
+    }
+    entry = (*cache)->entry_path(**file);
+  }
+  ASSERT_TRUE((*cache)->write_pending().ok());
+  EXPECT_TRUE(fs::exists(entry));
+  EXPECT_EQ(start(), 2);
+  EXPECT_EQ(entry_, entry);
+}
+
 TEST_F(PackedWeightsCacheTest, ASizeOtherThanTheStoredOneIsAMiss) {
   ASSERT_EQ(start(), 0);
   auto file = SafetensorsFile::open(ckpt_);
