@@ -6,7 +6,9 @@
 // (model volumes are often read-only): DIR/<hash>.lsw, the hash over the
 // layout, the checkpoint's path and its FileIdentity. An entry is
 //   "LSPACKW1" | u64 LE JSON length | JSON header | zeros to 4096 | payloads
-// each at a 4096-aligned offset from the data start; the header names the
+// at offsets from that data start, which the writer puts on 2 MiB boundaries
+// of the file (huge pages in the page cache; readers need only 4096); the
+// header names the
 // layout, the source's path and identity, and per tensor its rows, cols,
 // offset, bytes and checksum: XXH3-64 over the XXH3-64s of the payload's
 // 8 MiB chunks, so that the threads share the check of a large matrix.

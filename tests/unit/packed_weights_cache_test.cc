@@ -15,6 +15,8 @@
 #include <fstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/support/test_util.h"
 
 namespace loraserve {
@@ -167,6 +169,31 @@ TEST_F(PackedWeightsCacheTest, AnEntryOfARelativePathSurvivesASweepFromElsewhere
   ASSERT_TRUE(cache.ok());
   EXPECT_EQ((*cache)->stats().entries_removed, 0);
   ckpt_ = dir_.path() + "/model.safetensors";  // the same file by its absolute path
+  EXPECT_EQ(start(), 2);
+}
+
+TEST_F(PackedWeightsCacheTest, PayloadsStartOnHugePageBoundariesOfTheFile) {
+  // So that the page cache can map each payload in 2 MiB pages (the reason
+  // is in write_entry). Read off the file as the format documents it: magic,
+  // u64 LE header length, JSON, data start at the next 4096.
+  ASSERT_EQ(start(), 0);
+  std::ifstream f(entry_, std::ios::binary);
+  char magic[8];
+  uint64_t len = 0;
+  ASSERT_TRUE(f.read(magic, 8) && f.read(reinterpret_cast<char*>(&len), 8));
+  EXPECT_EQ(std::string(magic, 8), "LSPACKW1");
+  std::string text(len, '\0');
+  ASSERT_TRUE(f.read(text.data(), static_cast<std::streamsize>(len)));
+  const nlohmann::json header = nlohmann::json::parse(text);
+  const uint64_t data_start = (16 + len + 4095) / 4096 * 4096;
+  ASSERT_EQ(header["tensors"].size(), 2u);
+  uint64_t end = 0;
+  for (const auto& [name, t] : header["tensors"].items()) {
+    const uint64_t at = data_start + t["offset"].get<uint64_t>();
+    EXPECT_EQ(at % (uint64_t{2} << 20), 0u) << name;
+    end = std::max(end, at + t["bytes"].get<uint64_t>());
+  }
+  EXPECT_EQ(fs::file_size(entry_), end);  // the file ends at the last payload
   EXPECT_EQ(start(), 2);
 }
 
