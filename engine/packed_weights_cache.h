@@ -8,10 +8,10 @@
 //   "LSPACKW1" | u64 LE JSON length | JSON header | zeros to 4096 | payloads
 // at offsets from that data start, which the writer puts on 2 MiB boundaries
 // of the file (huge pages in the page cache; readers need only 4096); the
-// header names the
-// layout, the source's path and identity, and per tensor its rows, cols,
-// offset, bytes and checksum: XXH3-64 over the XXH3-64s of the payload's
-// 8 MiB chunks, so that the threads share the check of a large matrix.
+// header names the layout, the source's path and identity, and per tensor
+// its rows, cols, offset, bytes and checksum: XXH3-64 over the XXH3-64s of
+// the payload's 8 MiB chunks, so that the threads share the check of a
+// large matrix.
 //
 // Trust: an entry is used only when its layout and source identity match the
 // open checkpoint, and each payload only when its XXH3 matches (checked as it
