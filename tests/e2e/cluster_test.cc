@@ -50,7 +50,9 @@ class Cluster : public testing::Test {
   }
   void SetUp() override {
     ASSERT_TRUE(synth_data().error.empty()) << synth_data().error;
-    if (!fs::exists(dir_ + "/front.grpc")) ASSERT_TRUE(up());
+    if (!fs::exists(dir_ + "/front.grpc")) {
+      ASSERT_TRUE(up());
+    }
   }
 
   static bool up() {

@@ -11,6 +11,15 @@ const char* kKeyA = "key-for-tenant-a-0123456789";
 const char* kKeyB = "key-for-tenant-b-0123456789";
 const char* kKeyAdmin = "key-for-the-admin-012345678";
 
+AdapterOwnership owned(std::string owner, std::string public_id, bool is_public, int64_t bytes) {
+  AdapterOwnership o;
+  o.owner = std::move(owner);
+  o.public_id = std::move(public_id);
+  o.is_public = is_public;
+  o.bytes = bytes;
+  return o;
+}
+
 std::string config_text() {
   return std::string("tenants:\n") +
          "  - name: a\n    keys: [\"" + hash_api_key(kKeyA) + "\"]\n" +
@@ -97,8 +106,8 @@ TEST(TenantDirectory, AdaptersArePrivatePublicOnesShared) {
   EXPECT_EQ(dir.authenticate(&bad).status().code(), StatusCode::kUnauthenticated);
   EXPECT_EQ(dir.authenticate(&no_scheme).status().code(), StatusCode::kUnauthenticated);
 
-  dir.add_adapter("a/bot", {"a", "bot", false, 10});
-  dir.add_adapter("public/shared", {"public", "shared", true, 10});
+  dir.add_adapter("a/bot", owned("a", "bot", false, 10));
+  dir.add_adapter("public/shared", owned("public", "shared", true, 10));
   EXPECT_EQ(*dir.resolve(*a, "bot"), "a/bot");
   EXPECT_EQ(dir.resolve(*b, "bot").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(*dir.resolve(*b, "shared"), "public/shared");

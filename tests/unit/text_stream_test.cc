@@ -59,7 +59,9 @@ Streamed stream_all(const std::shared_ptr<const Tokenizer>& t, const std::vector
   }
   const std::string tail = s.finish();
   EXPECT_TRUE(utf8_valid(tail));
-  if (out.stopped) EXPECT_EQ(tail, "");
+  if (out.stopped) {
+    EXPECT_EQ(tail, "");
+  }
   out.text += tail;
   out.stopped = out.stopped || s.stopped();
   return out;
