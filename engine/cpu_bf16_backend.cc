@@ -7,9 +7,10 @@
 // packed instead repacks every matrix once at load into 16-column panels
 // (gemm_bf16_panels.h) for the VDPBF16PS panel kernel, and lets the mapping
 // go; with --cpu-weights-cache the packed matrices are written to disk once
-// and mapped from there on later starts (engine/packed_weights_cache.h). The KV cache is bf16 by default (--kv-cache-dtype f32 keeps the cpu backend's): rows are
-// rounded once as they are appended and widened exactly as attention reads
-// them. Everything else is the f32 cpu backend's: pool, adapter images and
+// (in the background, while the first start serves) and mapped from there on
+// later starts (engine/packed_weights_cache.h). The KV cache is bf16 by
+// default (--kv-cache-dtype f32 keeps the cpu backend's): rows are rounded
+// once as they are appended and widened exactly as attention reads them. Everything else is the f32 cpu backend's: pool, adapter images and
 // the order of every op, with the heavy ones (attention, LoRA, sampling,
 // silu) on SIMD and all ops split over one ThreadPool (--threads).
 #include <sys/mman.h>
