@@ -10,9 +10,10 @@
 // (in the background, while the first start serves) and mapped from there on
 // later starts (engine/packed_weights_cache.h). The KV cache is bf16 by
 // default (--kv-cache-dtype f32 keeps the cpu backend's): rows are rounded
-// once as they are appended and widened exactly as attention reads them. Everything else is the f32 cpu backend's: pool, adapter images and
-// the order of every op, with the heavy ones (attention, LoRA, sampling,
-// silu) on SIMD and all ops split over one ThreadPool (--threads).
+// once as they are appended and widened exactly as attention reads them.
+// Everything else is the f32 cpu backend's: pool, adapter images and the
+// order of every op, with the heavy ones (attention, LoRA, sampling, silu) on
+// SIMD and all ops split over one ThreadPool (--threads).
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
