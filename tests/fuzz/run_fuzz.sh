@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of tests/fuzz with clang-14 (ASan/UBSan) and
-# runs each for SECONDS on its seed corpus (tests/fuzz/seeds/<target>/).
+# runs each for SECONDS on its seed corpus (tests/fuzz/seeds/<target>/),
+# JOBS (2) targets at a time.
 #   tests/fuzz/run_fuzz.sh [SECONDS] [BUILD_DIR] [TARGET...]   (default: all)
-# Fails on the first target that finds a crash, leak, UB or timeout; the
-# reproducer is left in BUILD_DIR/fuzz-artifacts/<target>/ (rerun it with
-# BUILD_DIR/bin/<target> FILE). The corpus grows in BUILD_DIR/<target>_corpus
+# Fails after the first batch in which a target finds a crash, leak, UB or
+# timeout; the reproducer is left in BUILD_DIR/fuzz-artifacts/<target>/
+# (rerun it with BUILD_DIR/bin/<target> FILE). The corpus grows in BUILD_DIR/<target>_corpus
 # across runs. Needs: apt-get install clang-14 libclang-rt-14-dev
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -19,21 +20,36 @@ fi
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLORASERVE_ENABLE_CUDA=OFF \
   -DLORASERVE_FUZZ=ON -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
 cmake --build "$BUILD" -j "${JOBS:-2}" --target "${TARGETS[@]}"
-for t in "${TARGETS[@]}"; do
-  corpus="$BUILD/${t}_corpus"
-  artifacts="$BUILD/fuzz-artifacts/$t"
+# One fuzzer is one process on one core: run JOBS of them at a time.
+run_one() {  # target
+  local t=$1 corpus="$BUILD/$1_corpus" artifacts="$BUILD/fuzz-artifacts/$1"
   mkdir -p "$corpus" "$artifacts"
   cp -n "$ROOT/tests/fuzz/seeds/$t"/* "$corpus"/ 2>/dev/null || true
-  echo "== $t: ${SECS}s"
-  log="$BUILD/fuzz-artifacts/$t.log"
   # -max_len: room for adapters' safetensors; -malloc_limit_mb: a single
   # allocation beyond it is reported (a size taken from the input unchecked).
-  if ! "$BUILD/bin/$t" "$corpus" -max_total_time="$SECS" -max_len=16384 -timeout=10 \
-      -rss_limit_mb=2048 -malloc_limit_mb=1024 -artifact_prefix="$artifacts/" \
-      -print_final_stats=1 >"$log" 2>&1; then
+  "$BUILD/bin/$t" "$corpus" -max_total_time="$SECS" -max_len=16384 -timeout=10 \
+    -rss_limit_mb=2048 -malloc_limit_mb=1024 -artifact_prefix="$artifacts/" \
+    -print_final_stats=1 >"$BUILD/fuzz-artifacts/$t.log" 2>&1
+}
+report() {  # target rc
+  local t=$1 log="$BUILD/fuzz-artifacts/$1.log"
+  echo "== $t: ${SECS}s"
+  if [ "$2" != 0 ]; then
     tail -n 60 "$log"
-    echo "$t failed; reproducer(s) in $artifacts/, log $log" >&2
-    exit 1
+    echo "$t failed; reproducer(s) in $BUILD/fuzz-artifacts/$t/, log $log" >&2
+    return 1
   fi
   grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$log" || tail -n 5 "$log"
+}
+mkdir -p "$BUILD/fuzz-artifacts"
+failed=0
+for ((i = 0; i < ${#TARGETS[@]}; i += ${JOBS:-2})); do
+  batch=("${TARGETS[@]:i:${JOBS:-2}}")
+  pids=()
+  for t in "${batch[@]}"; do run_one "$t" & pids+=($!); done
+  for j in "${!batch[@]}"; do
+    rc=0; wait "${pids[$j]}" || rc=$?
+    report "${batch[$j]}" "$rc" || failed=1
+  done
+  [ $failed = 0 ] || exit 1
 done
