@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sanitizer CI: the test suites again under ASan+UBSan and under TSan, each
-# in a build of its own (gcc, -O1, CUDA off; only the test binaries and what
-# they run are built).
+# in a build of its own (-O1, CUDA off; only the test binaries and what
+# they run are built). ASan builds with clang-14 (which the fuzzers need
+# anyway): the same targets compile in about three quarters of gcc's time.
 #   asan: build-asan, ctest -L 'unit|e2e' (every unit and end-to-end test;
 #         the servers the e2e tests start are ASan builds too).
 #   tsan: build-tsan, the concurrency tests: the scheduler, Generation and
@@ -64,7 +65,8 @@ for mode in "${MODES[@]}"; do
   mkdir -p "$LOGS"
   case $mode in
     asan)
-      configure "$B" "-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+      configure "$B" "-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+        -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
       # (gtest discovery runs the test binaries at build time: no leak
       # check there, the tests below have it.)
       ASAN_OPTIONS=detect_leaks=0 timed "asan build" cmake --build "$B" -j "$JOBS" \
