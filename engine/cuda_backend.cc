@@ -38,6 +38,7 @@
 
 #include "common/cuda_check.h"
 #include "engine/backend.h"
+#include "engine/cublas_api.h"
 #include "checkpoint/safetensors.h"
 #include "engine/step_plan.h"
 #include "kernels/attention/attention.h"
@@ -55,7 +56,7 @@
     const cublasStatus_t ls_cublas_st = (stmt);                                                 \
     if (ls_cublas_st != CUBLAS_STATUS_SUCCESS) {                                                \
       return ::loraserve::internal_error(std::string("cuBLAS error ") +                         \
-                                         cublasGetStatusString(ls_cublas_st) + " in `" #stmt    \
+                                         blas_api_->status_string(ls_cublas_st) + " in `" #stmt \
                                          "` at " __FILE__ ":" + std::to_string(__LINE__));      \
     }                                                                                           \
   } while (0)
@@ -92,7 +93,7 @@ class CudaBackend final : public Backend {
     cudaFreeHost(lora_h_);
     cudaFreeHost(logits_h_);
     cudaFree(blas_ws_);
-    if (blas_) cublasDestroy(blas_);
+    if (blas_) blas_api_->destroy(blas_);
     if (copy_done_) cudaEventDestroy(copy_done_);
     if (compute_mark_) cudaEventDestroy(compute_mark_);
     if (compute_) cudaStreamDestroy(compute_);
@@ -118,10 +119,11 @@ class CudaBackend final : public Backend {
     LS_CUDA_CHECK(cudaStreamCreate(&copy_));
     LS_CUDA_CHECK(cudaEventCreateWithFlags(&copy_done_, cudaEventDisableTiming));
     LS_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark_, cudaEventDisableTiming));
-    LS_CUBLAS_CHECK(cublasCreate(&blas_));
-    LS_CUBLAS_CHECK(cublasSetStream(blas_, compute_));
+    LS_ASSIGN_OR_RETURN(blas_api_, cublas_api());
+    LS_CUBLAS_CHECK(blas_api_->create(&blas_));
+    LS_CUBLAS_CHECK(blas_api_->set_stream(blas_, compute_));
     LS_CUDA_CHECK(cudaMalloc(&blas_ws_, kCublasWorkspaceBytes));
-    LS_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_, kCublasWorkspaceBytes));
+    LS_CUBLAS_CHECK(blas_api_->set_workspace(blas_, blas_ws_, kCublasWorkspaceBytes));
 
     const size_t bytes = static_cast<size_t>(pool.num_pages) * static_cast<size_t>(pool.page_bytes);
     void* p = nullptr;
@@ -669,9 +671,9 @@ class CudaBackend final : public Backend {
     const int n = static_cast<int>(x.rows);  // cols of Y^T
     const int k = static_cast<int>(w.cols);
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    LS_CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w.data,
-                                 CUDA_R_16BF, k, x.data, CUDA_R_16BF, k, &beta, y.data, CUDA_R_16BF,
-                                 m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    LS_CUBLAS_CHECK(blas_api_->gemm_ex(blas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w.data,
+                                       CUDA_R_16BF, k, x.data, CUDA_R_16BF, k, &beta, y.data,
+                                       CUDA_R_16BF, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return ok_status();
   }
 
@@ -739,6 +741,7 @@ class CudaBackend final : public Backend {
   cudaStream_t copy_ = nullptr;
   cudaEvent_t copy_done_ = nullptr;
   cudaEvent_t compute_mark_ = nullptr;
+  const CublasApi* blas_api_ = nullptr;  // set by init() before blas_
   cublasHandle_t blas_ = nullptr;
   void* blas_ws_ = nullptr;
   uint16_t* pool_ = nullptr;
