@@ -15,6 +15,7 @@
 #include "engine/step_plan.h"
 #include "kernels/attention/attention.h"
 #include "kernels/lora/lora_paged.h"
+#include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/sampling/sampling.h"
 
 namespace loraserve {
@@ -117,7 +118,18 @@ class CpuBackend : public Backend {
                    Tensor scratch, kernels::PagedLoraShrinkParams* sp,
                    kernels::PagedLoraExpandParams* ep);
 
+  static kernels::RmsNormParams rmsnorm_params(const Tensor& x, const Tensor& weight, float eps,
+                                               Tensor out);
+  static kernels::AddRmsNormParams add_rmsnorm_params(Tensor residual, const Tensor& delta,
+                                                      const Tensor& weight, float eps, Tensor out);
+
   static size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+  // `bytes` of host memory (free with std::free), on 2 MiB boundaries with
+  // transparent huge pages asked for when it is that large: the weights
+  // and the page pool then fault in 2 MiB at a time instead of 4 KiB, and
+  // their streams miss the TLB less. nullptr when out of memory.
+  static void* alloc_host(size_t bytes);
 
   // `layer`'s KV pages in this step's plan, read as KvT elements.
   template <typename KvT = float>

@@ -14,7 +14,6 @@
 // Everything else is the f32 cpu backend's: pool, adapter images and the
 // order of every op, with the heavy ones (attention, LoRA, sampling, silu) on
 // SIMD and all ops split over one ThreadPool (--threads).
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -164,15 +163,9 @@ class CpuBf16Backend final : public CpuBackend {
   bool in_panels(int64_t cols) const { return packed_ && cols % 2 == 0; }
 
   StatusOr<uint16_t*> alloc_bf16(int64_t elems) {
-    // Large matrices on 2 MiB boundaries with transparent huge pages asked
-    // for: a 2.5 GB model is then ~1200 page faults at load instead of
-    // 600000, and the GEMMs' streams miss the TLB less.
-    constexpr size_t kHuge = size_t{2} << 20;
-    const size_t bytes = static_cast<size_t>(elems) * 2;
-    const size_t align = bytes >= kHuge ? kHuge : 64;
-    void* p = std::aligned_alloc(align, round_up(bytes, align));
+    // Huge pages: a 2.5 GB model is ~1200 page faults at load instead of 600000.
+    void* p = alloc_host(static_cast<size_t>(elems) * 2);
     if (p == nullptr) return resource_exhausted("cpu-bf16 backend: out of host memory");
-    if (align == kHuge) madvise(p, round_up(bytes, align), MADV_HUGEPAGE);  // a hint; may fail
     owned_bf16_.push_back(p);
     return static_cast<uint16_t*>(p);
   }
@@ -349,17 +342,28 @@ class CpuBf16Backend final : public CpuBackend {
     return ok_status();
   }
 
-  // The f32 backend's ops, timed (LORASERVE_PROFILE_OPS=1 prints where steps go).
   Status rmsnorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override {
     OpTimer timer(this, Op::kNorm);
-    return CpuBackend::rmsnorm(x, weight, eps, out);
+    const kernels::RmsNormParams p = rmsnorm_params(x, weight, eps, out);
+    LS_RETURN_IF_ERROR(kernels::validate_rmsnorm(p));
+    threads_.parallel_for(p.num_tokens, 1, [&](int64_t b, int64_t e) {
+      kernels::rmsnorm_rows_cpu(p, static_cast<int>(isa_), b, e);
+    });
+    return ok_status();
   }
 
   Status add_rmsnorm(Tensor residual, const Tensor& delta, const Tensor& weight, float eps,
                      Tensor out) override {
     OpTimer timer(this, Op::kNorm);
-    return CpuBackend::add_rmsnorm(residual, delta, weight, eps, out);
+    const kernels::AddRmsNormParams p = add_rmsnorm_params(residual, delta, weight, eps, out);
+    LS_RETURN_IF_ERROR(kernels::validate_add_rmsnorm(p));
+    threads_.parallel_for(p.num_tokens, 1, [&](int64_t b, int64_t e) {
+      kernels::add_rmsnorm_rows_cpu(p, static_cast<int>(isa_), b, e);
+    });
+    return ok_status();
   }
+
+  // The f32 backend's op, timed (LORASERVE_PROFILE_OPS=1 prints where steps go).
 
   Status linear_bias(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor y) override {
     OpTimer timer(this, Op::kBias);

@@ -32,6 +32,19 @@ struct AddRmsNormParams {
 
 Status add_rmsnorm_ref(const AddRmsNormParams& p);
 
+// The checks the _ref functions make, for kernels that run row slices.
+Status validate_rmsnorm(const RmsNormParams& p);
+Status validate_add_rmsnorm(const AddRmsNormParams& p);
+
+// The cpu-bf16 backend's forms: the same math for the token rows
+// [t_begin, t_end) only (threads take disjoint rows), the sum of squares
+// and the residual add on SIMD (`isa` a CpuIsa of kernels/gemm/gemm_bf16.h
+// as an int); the sum is f32 in vector lanes, not the reference's double,
+// so rows differ from _ref by a few f32 ulps. The caller validates (the
+// _ref functions' checks, run once for all rows).
+void rmsnorm_rows_cpu(const RmsNormParams& p, int isa, int64_t t_begin, int64_t t_end);
+void add_rmsnorm_rows_cpu(const AddRmsNormParams& p, int isa, int64_t t_begin, int64_t t_end);
+
 }  // namespace loraserve::kernels
 
 #ifdef LORASERVE_WITH_CUDA

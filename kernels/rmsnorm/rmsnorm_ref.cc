@@ -26,10 +26,24 @@ void normalize_row(const float* x, const float* weight, float* out, int64_t hidd
 
 }  // namespace
 
-Status rmsnorm_ref(const RmsNormParams& p) {
+Status validate_rmsnorm(const RmsNormParams& p) {
   LS_RETURN_IF_ERROR(validate_sizes("rmsnorm", p.num_tokens, p.hidden, p.eps));
   if (p.num_tokens == 0) return ok_status();
   if (!p.x || !p.weight || !p.out) return invalid_argument("rmsnorm: null x, weight or out");
+  return ok_status();
+}
+
+Status validate_add_rmsnorm(const AddRmsNormParams& p) {
+  LS_RETURN_IF_ERROR(validate_sizes("add_rmsnorm", p.num_tokens, p.hidden, p.eps));
+  if (p.num_tokens == 0) return ok_status();
+  if (!p.residual || !p.delta || !p.weight || !p.out) {
+    return invalid_argument("add_rmsnorm: null residual, delta, weight or out");
+  }
+  return ok_status();
+}
+
+Status rmsnorm_ref(const RmsNormParams& p) {
+  LS_RETURN_IF_ERROR(validate_rmsnorm(p));
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     normalize_row(p.x + t * p.hidden, p.weight, p.out + t * p.hidden, p.hidden, p.eps);
   }
@@ -37,11 +51,7 @@ Status rmsnorm_ref(const RmsNormParams& p) {
 }
 
 Status add_rmsnorm_ref(const AddRmsNormParams& p) {
-  LS_RETURN_IF_ERROR(validate_sizes("add_rmsnorm", p.num_tokens, p.hidden, p.eps));
-  if (p.num_tokens == 0) return ok_status();
-  if (!p.residual || !p.delta || !p.weight || !p.out) {
-    return invalid_argument("add_rmsnorm: null residual, delta, weight or out");
-  }
+  LS_RETURN_IF_ERROR(validate_add_rmsnorm(p));
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     float* res = p.residual + t * p.hidden;
     const float* delta = p.delta + t * p.hidden;

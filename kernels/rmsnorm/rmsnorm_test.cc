@@ -2,8 +2,10 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "kernels/gemm/gemm_bf16.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 
 namespace loraserve::kernels {
@@ -98,6 +100,44 @@ TEST(AddRmsNormRef, MatchesNaiveOnRandomInputs) {
   }
 }
 
+// The cpu-bf16 forms, every kernel this CPU runs, in two row slices (as
+// two threads take them), against the double-precision naive rows: a
+// 2053-wide row (not a multiple of any vector width) and one of 7.
+TEST(RmsNormRowsCpu, MatchesNaiveInRowSlicesOnEveryIsa) {
+  for (const int64_t h : {int64_t{2053}, int64_t{7}}) {
+    const int64_t n = 5;
+    const float eps = 1e-5f;
+    const std::vector<float> x = random_vec(n * h, 11), w = random_vec(h, 12), r0 = random_vec(n * h, 13);
+    for (const CpuIsa isa : runnable_cpu_isas()) {
+      SCOPED_TRACE(std::string(cpu_isa_name(isa)) + " hidden " + std::to_string(h));
+      std::vector<float> out(n * h, -99.0f);
+      const RmsNormParams p{x.data(), w.data(), out.data(), n, h, eps};
+      ASSERT_TRUE(validate_rmsnorm(p).ok());
+      rmsnorm_rows_cpu(p, static_cast<int>(isa), 0, 2);
+      rmsnorm_rows_cpu(p, static_cast<int>(isa), 2, n);
+      std::vector<float> residual = r0, out2(n * h, -99.0f);
+      const AddRmsNormParams a{residual.data(), x.data(), w.data(), out2.data(), n, h, eps};
+      ASSERT_TRUE(validate_add_rmsnorm(a).ok());
+      add_rmsnorm_rows_cpu(a, static_cast<int>(isa), 0, 3);
+      add_rmsnorm_rows_cpu(a, static_cast<int>(isa), 3, n);
+      for (int64_t t = 0; t < n; ++t) {
+        const auto ref = naive_rmsnorm(x.data() + t * h, w.data(), h, eps);
+        std::vector<float> sum(h);
+        for (int64_t i = 0; i < h; ++i) {
+          sum[i] = r0[t * h + i] + x[t * h + i];
+          ASSERT_EQ(residual[t * h + i], sum[i]) << "row " << t << " col " << i;
+        }
+        const auto ref_add = naive_rmsnorm(sum.data(), w.data(), h, eps);
+        for (int64_t i = 0; i < h; ++i) {
+          ASSERT_NEAR(out[t * h + i], ref[i], 2e-6 * (1 + std::fabs(ref[i]))) << "row " << t << " col " << i;
+          ASSERT_NEAR(out2[t * h + i], ref_add[i], 2e-6 * (1 + std::fabs(ref_add[i])))
+              << "row " << t << " col " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(RmsNormRef, RejectsBadParams) {
   const std::vector<float> x(4), w(2);
   std::vector<float> out(4);
@@ -107,6 +147,9 @@ TEST(RmsNormRef, RejectsBadParams) {
   EXPECT_EQ(rmsnorm_ref(p).code(), StatusCode::kInvalidArgument);
   AddRmsNormParams a{nullptr, x.data(), w.data(), out.data(), 2, 2, 1e-5f};
   EXPECT_EQ(add_rmsnorm_ref(a).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(validate_add_rmsnorm(a).code(), StatusCode::kInvalidArgument);
+  p = RmsNormParams{x.data(), w.data(), nullptr, 2, 2, 1e-5f};
+  EXPECT_EQ(validate_rmsnorm(p).code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace
