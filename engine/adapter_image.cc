@@ -4,6 +4,25 @@
 
 namespace loraserve {
 
+namespace {
+bool exact_in_bf16(const std::vector<float>& v) {
+  for (const float x : v) {
+    if (bf16_to_f32(f32_to_bf16(x)) != x) return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool adapter_exact_in_bf16(const LoraAdapter& adapter) {
+  for (int64_t l = 0; l < adapter.num_layers(); ++l) {
+    for (int m = 0; m < kNumLoraModules; ++m) {
+      const LoraWeights& w = adapter.weights(l, static_cast<LoraModule>(m));
+      if (!exact_in_bf16(w.a) || !exact_in_bf16(w.bt)) return false;
+    }
+  }
+  return true;
+}
+
 StatusOr<std::shared_ptr<AdapterImage>> make_adapter_image(const std::string& id,
                                                            const LoraAdapter& adapter,
                                                            const ModelConfig& config, DType dtype,

@@ -15,6 +15,10 @@
 
 namespace loraserve {
 
+// Whether every A and Bt value of the adapter is exactly a bf16 value (it
+// came from a bf16 file, or happens to be): a bf16 image then loses nothing.
+bool adapter_exact_in_bf16(const LoraAdapter& adapter);
+
 StatusOr<std::shared_ptr<AdapterImage>> make_adapter_image(const std::string& id,
                                                            const LoraAdapter& adapter,
                                                            const ModelConfig& config, DType dtype,

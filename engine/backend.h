@@ -63,6 +63,7 @@ struct LoraSegmentRef {
   int32_t num_pages = 0;
   int64_t a_offset = 0;
   int64_t bt_offset = 0;
+  DType dtype = DType::kF32;  // the image's elements (Backend::adapter_dtype)
 };
 
 struct SampleResult {
@@ -88,8 +89,16 @@ class Backend : public PoolWriter {
   virtual DType activation_dtype() const = 0;
   // Element type of the KV cache in the pool; the engine sizes pool pages
   // for it (a bf16 cache holds twice the tokens in the same bytes).
-  // Adapter images stay in activation_dtype() across those pages.
   virtual DType kv_dtype() const { return activation_dtype(); }
+  // Element type of an adapter's image across those pages, given whether
+  // every weight of the adapter is exact in bf16 (a bf16 file). cuda: bf16
+  // (an f32 file is rounded once, at registration); cpu: f32; cpu-bf16: bf16
+  // when that is exact (half the bytes a decode step reads), else f32, so
+  // an f32 or f16 file keeps its precision.
+  virtual DType adapter_dtype(bool exact_in_bf16) const {
+    (void)exact_in_bf16;
+    return activation_dtype();
+  }
 
   // --- start-up (not on the serving path) ---
   virtual Status init(const BackendModelInfo& info, const PoolGeometry& pool) = 0;

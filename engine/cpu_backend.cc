@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <type_traits>
 
 #include "checkpoint/safetensors.h"
 #include "kernels/bias/bias.h"
@@ -169,6 +170,9 @@ Status CpuBackend::lora(const Tensor& x, Tensor y, const std::vector<LoraSegment
   kernels::PagedLoraShrinkParams sp;
   kernels::PagedLoraExpandParams ep;
   lora_params(x, y, segments, scratch, &sp, &ep);
+  if (static_cast<size_t>(sp.num_segments) != segments.size()) {
+    return internal_error("cpu backend: an adapter image is not f32");
+  }
   LS_RETURN_IF_ERROR(kernels::lora_shrink_paged_ref(sp));
   return kernels::lora_expand_paged_ref(ep);
 }
@@ -290,11 +294,14 @@ void CpuBackend::keep_logits(const Tensor& logits, bool want_logits, SampleResul
   }
 }
 
+template <typename W>
 void CpuBackend::lora_params(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
-                             Tensor scratch, kernels::PagedLoraShrinkParams* sp,
-                             kernels::PagedLoraExpandParams* ep) {
+                             Tensor scratch, kernels::PagedLoraShrinkParamsOver<W>* sp,
+                             kernels::PagedLoraExpandParamsOver<W>* ep) {
+  constexpr DType kImage = std::is_same_v<W, uint16_t> ? DType::kBF16 : DType::kF32;
   segs_.clear();
   for (const LoraSegmentRef& s : segments) {
+    if (s.dtype != kImage) continue;
     kernels::PagedLoraSegment k;
     k.begin = s.begin;
     k.end = s.end;
@@ -305,14 +312,15 @@ void CpuBackend::lora_params(const Tensor& x, Tensor y, const std::vector<LoraSe
     k.bt_offset = s.bt_offset;
     segs_.push_back(k);
   }
-  const int64_t page_elems = geom_.page_bytes / static_cast<int64_t>(sizeof(float));
+  const int64_t page_elems = geom_.page_bytes / static_cast<int64_t>(sizeof(W));
+  const W* pool = reinterpret_cast<const W*>(pool_);
   sp->x = f32(x);
   sp->x_stride = x.cols;
   sp->v = f32(scratch);
   sp->v_stride = scratch.cols;
   sp->in_dim = x.cols;
   sp->num_tokens = x.rows;
-  sp->pool = pool_;
+  sp->pool = pool;
   sp->page_elems = page_elems;
   sp->segments = segs_.data();
   sp->num_segments = static_cast<int32_t>(segs_.size());
@@ -322,11 +330,18 @@ void CpuBackend::lora_params(const Tensor& x, Tensor y, const std::vector<LoraSe
   ep->y_stride = y.cols;
   ep->out_dim = y.cols;
   ep->num_tokens = y.rows;
-  ep->pool = pool_;
+  ep->pool = pool;
   ep->page_elems = page_elems;
   ep->segments = segs_.data();
   ep->num_segments = sp->num_segments;
 }
+
+template void CpuBackend::lora_params(const Tensor&, Tensor, const std::vector<LoraSegmentRef>&,
+                                      Tensor, kernels::PagedLoraShrinkParamsOver<float>*,
+                                      kernels::PagedLoraExpandParamsOver<float>*);
+template void CpuBackend::lora_params(const Tensor&, Tensor, const std::vector<LoraSegmentRef>&,
+                                      Tensor, kernels::PagedLoraShrinkParamsOver<uint16_t>*,
+                                      kernels::PagedLoraExpandParamsOver<uint16_t>*);
 
 std::unique_ptr<Backend> create_cpu_backend() { return std::make_unique<CpuBackend>(); }
 

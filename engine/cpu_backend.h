@@ -114,9 +114,12 @@ class CpuBackend : public Backend {
 
   // The shrink and expand parameters of lora() over this backend's pool
   // (the segments are kept in segs_ until the next call).
+  // Over the segments whose image elements are W (float: f32, uint16_t:
+  // bf16); the others are left out.
+  template <typename W>
   void lora_params(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
-                   Tensor scratch, kernels::PagedLoraShrinkParams* sp,
-                   kernels::PagedLoraExpandParams* ep);
+                   Tensor scratch, kernels::PagedLoraShrinkParamsOver<W>* sp,
+                   kernels::PagedLoraExpandParamsOver<W>* ep);
 
   static kernels::RmsNormParams rmsnorm_params(const Tensor& x, const Tensor& weight, float eps,
                                                Tensor out);

@@ -65,6 +65,9 @@ class CpuBf16Backend final : public CpuBackend {
   std::string name() const override { return "cpu-bf16"; }
   bool maps_weights() const override { return !packed_; }
   DType kv_dtype() const override { return kv_dtype_; }
+  DType adapter_dtype(bool exact_in_bf16) const override {
+    return exact_in_bf16 ? DType::kBF16 : DType::kF32;
+  }
   std::string describe() const override {
     return std::string("cpu-bf16 (") + kernels::cpu_isa_name(isa_) + ", " +
            std::to_string(threads_.size()) + " threads, " + dtype_name(kv_dtype_) + " KV cache, " +
@@ -256,9 +259,18 @@ class CpuBf16Backend final : public CpuBackend {
               Tensor scratch) override {
     OpTimer timer(this, Op::kLora);
     if (segments.empty()) return ok_status();
-    kernels::PagedLoraShrinkParams sp;
-    kernels::PagedLoraExpandParams ep;
+    // bf16 images (adapters exact in bf16) and f32 ones take disjoint rows.
+    LS_RETURN_IF_ERROR(lora_over<uint16_t>(x, y, segments, scratch));
+    return lora_over<float>(x, y, segments, scratch);
+  }
+
+  template <typename W>
+  Status lora_over(const Tensor& x, Tensor y, const std::vector<LoraSegmentRef>& segments,
+                   Tensor scratch) {
+    kernels::PagedLoraShrinkParamsOver<W> sp;
+    kernels::PagedLoraExpandParamsOver<W> ep;
     lora_params(x, y, segments, scratch, &sp, &ep);
+    if (sp.num_segments == 0) return ok_status();
     LS_RETURN_IF_ERROR(kernels::validate_lora_shrink_paged(sp));
     LS_RETURN_IF_ERROR(kernels::validate_lora_expand_paged(ep));
     const int isa = static_cast<int>(isa_);

@@ -386,6 +386,7 @@ class CudaBackend final : public Backend {
       if (s.page_ids == nullptr || s.num_pages <= 0 || s.a_offset < 0 || s.bt_offset < 0) {
         return bad(i, "missing page table or negative offset");
       }
+      if (s.dtype != DType::kBF16) return bad(i, "image is not bf16");
       const int64_t image_elems = static_cast<int64_t>(s.num_pages) * page_elems;
       if (s.a_offset + static_cast<int64_t>(s.rank) * x.cols > image_elems ||
           s.bt_offset + static_cast<int64_t>(s.rank) * y.cols > image_elems) {

@@ -167,7 +167,7 @@ Status Engine::register_adapter(const std::string& id, const LoraAdapter& adapte
     return Status(StatusCode::kAlreadyExists, "adapter '" + id + "' is already registered");
   }
   LS_ASSIGN_OR_RETURN(std::shared_ptr<AdapterImage> image,
-                      make_adapter_image(id, adapter, config_, backend_->activation_dtype(),
+                      make_adapter_image(id, adapter, config_, adapter_image_dtype(adapter),
                                          store_->allocator()));
   const int32_t pages = cache_->pages_for(*image);
   if (pages > pool_->num_pages()) {
@@ -292,6 +292,7 @@ void Engine::lora_segments(const std::vector<AdapterRun>& runs, int64_t layer, L
     seg.num_pages = static_cast<int32_t>(adapter->pages.size());
     seg.a_offset = slice.a_offset;
     seg.bt_offset = slice.bt_offset;
+    seg.dtype = adapter->image->dtype;
     out->push_back(seg);
   }
 }

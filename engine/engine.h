@@ -26,6 +26,7 @@
 #include "checkpoint/model_config.h"
 #include "checkpoint/model_weights.h"
 #include "common/status.h"
+#include "engine/adapter_image.h"
 #include "engine/backend.h"
 #include "engine/step_plan.h"
 #include "memory/adapter_cache.h"
@@ -98,7 +99,11 @@ class Engine {
   // backend's dtype), for quotas.
   int64_t adapter_image_bytes(const LoraAdapter& adapter) const {
     return static_cast<int64_t>(adapter.weight_bytes() / sizeof(float) *
-                                dtype_size(backend_->activation_dtype()));
+                                dtype_size(adapter_image_dtype(adapter)));
+  }
+  // The element type of the adapter's image on this engine's backend.
+  DType adapter_image_dtype(const LoraAdapter& adapter) const {
+    return backend_->adapter_dtype(adapter_exact_in_bf16(adapter));
   }
   // Whether the adapter is in the page pool now.
   bool adapter_resident(const std::string& id) const {

@@ -43,9 +43,12 @@ Status gemm_bf16_cpu(const GemmBf16Params& p, CpuIsa isa);
 // dst[i] = bf16(src[i]) (round to nearest even), vectorised where the CPU can.
 void f32_to_bf16_rows(const float* src, uint16_t* dst, int64_t n, CpuIsa isa);
 
-// The f32 vector ops the cpu-bf16 backend's LoRA and attention use.
+// The f32 vector ops the cpu-bf16 backend's LoRA and attention use; the
+// uint16_t forms read b / x as bf16 (a bf16 LoRA image), widened exactly.
 float dot_f32(const float* a, const float* b, int64_t n, CpuIsa isa);
+float dot_f32(const float* a, const uint16_t* b, int64_t n, CpuIsa isa);
 void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa);
+void axpy_f32(float alpha, const uint16_t* x, float* y, int64_t n, CpuIsa isa);
 
 // Row statistics for greedy sampling over a vocab-long row: whether every
 // value is finite, the first index of the maximum, and log(sum(exp(x - max))).
@@ -96,9 +99,13 @@ void gemm_bf16_avx512(const GemmBf16Params& p);
 void gemm_bf16_avx2(const GemmBf16Params& p);
 void f32_to_bf16_avx512bf16(const float* src, uint16_t* dst, int64_t n);
 float dot_f32_avx512(const float* a, const float* b, int64_t n);
+float dot_f32_avx512(const float* a, const uint16_t* b, int64_t n);
 void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n);
+void axpy_f32_avx512(float alpha, const uint16_t* x, float* y, int64_t n);
 float dot_f32_avx2(const float* a, const float* b, int64_t n);
+float dot_f32_avx2(const float* a, const uint16_t* b, int64_t n);
 void axpy_f32_avx2(float alpha, const float* x, float* y, int64_t n);
+void axpy_f32_avx2(float alpha, const uint16_t* x, float* y, int64_t n);
 // max and first argmax (finite inputs), sum of exp(x - max) in f32 lanes.
 void max_argmax_avx512(const float* x, int64_t n, float* max, int64_t* argmax, bool* finite);
 double sum_exp_avx512(const float* x, int64_t n, float shift);

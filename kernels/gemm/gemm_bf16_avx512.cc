@@ -199,6 +199,36 @@ void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n) {
   }
 }
 
+float dot_f32_avx512(const float* a, const uint16_t* b, int64_t n) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), widen(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), widen(b + i + 16), acc1);
+  }
+  for (; i < n; i += 16) {
+    const int64_t left = n - i;
+    const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xffff)
+                                      : static_cast<__mmask16>((1u << left) - 1);
+    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), widen_masked(b + i, mask), acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+void axpy_f32_avx512(float alpha, const uint16_t* x, float* y, int64_t n) {
+  const __m512 a = _mm512_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, widen(x + i), _mm512_loadu_ps(y + i)));
+  }
+  if (i < n) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, mask,
+                          _mm512_fmadd_ps(a, widen_masked(x + i, mask),
+                                          _mm512_maskz_loadu_ps(mask, y + i)));
+  }
+}
+
 namespace {
 
 // exp(x) for x <= 0 down to -87 (below: 0): Cephes' range reduction

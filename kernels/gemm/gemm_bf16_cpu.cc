@@ -140,6 +140,14 @@ float dot_f32(const float* a, const float* b, int64_t n, CpuIsa isa) {
   return s;
 }
 
+float dot_f32(const float* a, const uint16_t* b, int64_t n, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) return detail::dot_f32_avx512(a, b, n);
+  if (isa == CpuIsa::kAvx2) return detail::dot_f32_avx2(a, b, n);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * bf16_to_f32(b[i]);
+  return s;
+}
+
 RowSoftmaxStats row_softmax_stats(const float* x, int64_t n, CpuIsa isa) {
   RowSoftmaxStats st;
   if (n <= 0) return st;
@@ -311,6 +319,18 @@ void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa) {
     return;
   }
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void axpy_f32(float alpha, const uint16_t* x, float* y, int64_t n, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::axpy_f32_avx512(alpha, x, y, n);
+    return;
+  }
+  if (isa == CpuIsa::kAvx2) {
+    detail::axpy_f32_avx2(alpha, x, y, n);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * bf16_to_f32(x[i]);
 }
 
 }  // namespace loraserve::kernels

@@ -6,6 +6,8 @@
 // which is spread over non-contiguous pages: element e of the image is at
 //   pool + page_ids[e / page_elems] * page_elems + e % page_elems.
 // Ranks differ per segment; nothing is padded to a maximum rank.
+// The image's elements are f32 (the cpu backend, the reference) or bf16
+// (cpu-bf16: the *Over<uint16_t> forms, each element widened exactly).
 #pragma once
 
 #include <cstdint>
@@ -26,8 +28,8 @@ struct PagedLoraSegment {
 
 // Calls fn(ptr, col, len) for each page-contiguous run of the image range
 // [offset, offset + n): a row of A or Bt may cross a page boundary.
-template <typename Fn>
-inline void for_each_page_run(const float* pool, int64_t page_elems, const int32_t* page_ids,
+template <typename W, typename Fn>
+inline void for_each_page_run(const W* pool, int64_t page_elems, const int32_t* page_ids,
                               int64_t offset, int64_t n, Fn&& fn) {
   int64_t col = 0;
   while (col < n) {
@@ -39,45 +41,57 @@ inline void for_each_page_run(const float* pool, int64_t page_elems, const int32
   }
 }
 
-struct PagedLoraShrinkParams {
+template <typename W>
+struct PagedLoraShrinkParamsOver {
   const float* x = nullptr;   // [num_tokens, x_stride]
   int64_t x_stride = 0;
   float* v = nullptr;         // [num_tokens, v_stride], v_stride >= max rank
   int64_t v_stride = 0;
   int64_t in_dim = 0;
   int64_t num_tokens = 0;
-  const float* pool = nullptr;
+  const W* pool = nullptr;
   int64_t page_elems = 0;     // elements per page (page stride)
   const PagedLoraSegment* segments = nullptr;
   int32_t num_segments = 0;
 };
+using PagedLoraShrinkParams = PagedLoraShrinkParamsOver<float>;
 
 Status lora_shrink_paged_ref(const PagedLoraShrinkParams& p);
 
-struct PagedLoraExpandParams {
+template <typename W>
+struct PagedLoraExpandParamsOver {
   const float* v = nullptr;   // [num_tokens, v_stride]
   int64_t v_stride = 0;
   float* y = nullptr;         // [num_tokens, y_stride], += into the first out_dim columns
   int64_t y_stride = 0;
   int64_t out_dim = 0;
   int64_t num_tokens = 0;
-  const float* pool = nullptr;
+  const W* pool = nullptr;
   int64_t page_elems = 0;
   const PagedLoraSegment* segments = nullptr;
   int32_t num_segments = 0;
 };
+using PagedLoraExpandParams = PagedLoraExpandParamsOver<float>;
 
 Status lora_expand_paged_ref(const PagedLoraExpandParams& p);
 
-// The checks the two _ref functions make, for kernels that run token slices.
-Status validate_lora_shrink_paged(const PagedLoraShrinkParams& p);
-Status validate_lora_expand_paged(const PagedLoraExpandParams& p);
+// The checks the two _ref functions make, for kernels that run token slices
+// (W: float or uint16_t).
+template <typename W>
+Status validate_lora_shrink_paged(const PagedLoraShrinkParamsOver<W>& p);
+template <typename W>
+Status validate_lora_expand_paged(const PagedLoraExpandParamsOver<W>& p);
 
 // The cpu-bf16 backend's forms: the same math on SIMD (`isa` a CpuIsa of
 // gemm_bf16.h as an int), for the token rows [t_begin, t_end) of every
 // segment only, so threads can take disjoint rows. The caller validates.
-void lora_shrink_paged_cpu(const PagedLoraShrinkParams& p, int isa, int64_t t_begin, int64_t t_end);
-void lora_expand_paged_cpu(const PagedLoraExpandParams& p, int isa, int64_t t_begin, int64_t t_end);
+// W is float or uint16_t (bf16 images: half the bytes a decode step reads).
+template <typename W>
+void lora_shrink_paged_cpu(const PagedLoraShrinkParamsOver<W>& p, int isa, int64_t t_begin,
+                           int64_t t_end);
+template <typename W>
+void lora_expand_paged_cpu(const PagedLoraExpandParamsOver<W>& p, int isa, int64_t t_begin,
+                           int64_t t_end);
 
 }  // namespace loraserve::kernels
 

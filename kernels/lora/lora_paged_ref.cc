@@ -7,7 +7,7 @@ namespace loraserve::kernels {
 namespace {
 
 Status validate(const PagedLoraSegment* segs, int32_t n, int64_t num_tokens, int64_t max_rank,
-                const float* pool, int64_t page_elems) {
+                const void* pool, int64_t page_elems) {
   if (n > 0 && (segs == nullptr || pool == nullptr || page_elems <= 0)) {
     return invalid_argument("paged lora: null segments or pool");
   }
@@ -33,7 +33,8 @@ Status validate(const PagedLoraSegment* segs, int32_t n, int64_t num_tokens, int
 
 }  // namespace
 
-Status validate_lora_shrink_paged(const PagedLoraShrinkParams& p) {
+template <typename W>
+Status validate_lora_shrink_paged(const PagedLoraShrinkParamsOver<W>& p) {
   if (p.num_segments > 0 && (p.x == nullptr || p.v == nullptr || p.in_dim <= 0 ||
                              p.x_stride < p.in_dim)) {
     return invalid_argument("paged lora shrink: bad x/v");
@@ -61,7 +62,8 @@ Status lora_shrink_paged_ref(const PagedLoraShrinkParams& p) {
   return ok_status();
 }
 
-Status validate_lora_expand_paged(const PagedLoraExpandParams& p) {
+template <typename W>
+Status validate_lora_expand_paged(const PagedLoraExpandParamsOver<W>& p) {
   if (p.num_segments > 0 && (p.v == nullptr || p.y == nullptr || p.out_dim <= 0 ||
                              p.y_stride < p.out_dim)) {
     return invalid_argument("paged lora expand: bad v/y");
@@ -87,5 +89,10 @@ Status lora_expand_paged_ref(const PagedLoraExpandParams& p) {
   }
   return ok_status();
 }
+
+template Status validate_lora_shrink_paged(const PagedLoraShrinkParamsOver<float>&);
+template Status validate_lora_shrink_paged(const PagedLoraShrinkParamsOver<uint16_t>&);
+template Status validate_lora_expand_paged(const PagedLoraExpandParamsOver<float>&);
+template Status validate_lora_expand_paged(const PagedLoraExpandParamsOver<uint16_t>&);
 
 }  // namespace loraserve::kernels

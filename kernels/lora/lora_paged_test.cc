@@ -3,9 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
 
+#include "common/dtype.h"
+#include "kernels/gemm/gemm_bf16.h"
 #include "kernels/lora/lora.h"
 #include "kernels/lora/lora_paged.h"
 
@@ -102,6 +108,83 @@ TEST(LoraPaged, MatchesContiguousAndNaiveWithRowsCrossingPages) {
       ASSERT_NEAR(y_paged[t * out + o], y_flat[t * out + o], 1e-4);
       if (seg < 0) {
         ASSERT_EQ(y_paged[t * out + o], y0[t * out + o]);  // untouched rows
+      }
+    }
+  }
+}
+
+// The cpu-bf16 forms over an f32 image and over a bf16 image, every kernel
+// this CPU runs, in two row slices (as two threads take them), against the
+// reference over an f32 pool that holds the same values (the bf16 image's
+// elements widened): only the order of additions differs. Rows of 96/80
+// elements straddle 100-element pages; ranks 3..64; rows 0-1 and 20-22 use
+// no adapter and must come back untouched.
+TEST(LoraPagedCpu, F32AndBf16ImagesMatchTheReferenceOnEveryIsa) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t in = 96, out = 80, tokens = 23, page_elems = 100, vs = 64;
+  const int32_t num_pages = 200;
+  // The pool's values are bf16-exact, so the f32 pool and the bf16 pool hold the same numbers.
+  std::vector<uint16_t> pool16(static_cast<size_t>(num_pages) * page_elems);
+  for (auto& e : pool16) e = f32_to_bf16(nd(rng) * 0.1f);
+  std::vector<float> pool32(pool16.size());
+  for (size_t i = 0; i < pool16.size(); ++i) pool32[i] = bf16_to_f32(pool16[i]);
+  std::vector<int32_t> order(num_pages);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  const std::vector<std::pair<int32_t, int32_t>> rows = {{2, 3}, {3, 9}, {9, 10}, {10, 20}};
+  const std::vector<int32_t> ranks = {8, 16, 64, 3};
+  std::vector<PagedLoraSegment> segs;
+  size_t next_page = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t elems = ranks[i] * (in + out);
+    const size_t pages = static_cast<size_t>((elems + page_elems - 1) / page_elems);
+    segs.push_back(PagedLoraSegment{rows[i].first, rows[i].second, ranks[i], 2.0f / ranks[i],
+                                    order.data() + next_page, 0, ranks[i] * in});
+    next_page += pages;
+  }
+  std::vector<float> x(tokens * in), y0(tokens * out);
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : y0) v = nd(rng);
+
+  std::vector<float> v_ref(tokens * vs, 0.0f), y_ref = y0;
+  const int32_t ns = static_cast<int32_t>(segs.size());
+  ASSERT_TRUE(lora_shrink_paged_ref({x.data(), in, v_ref.data(), vs, in, tokens, pool32.data(),
+                                     page_elems, segs.data(), ns}).ok());
+  ASSERT_TRUE(lora_expand_paged_ref({v_ref.data(), vs, y_ref.data(), out, out, tokens,
+                                     pool32.data(), page_elems, segs.data(), ns}).ok());
+
+  auto run = [&](auto* pool, CpuIsa isa) {
+    using W = std::remove_const_t<std::remove_pointer_t<decltype(pool)>>;
+    std::vector<float> v(tokens * vs, 0.0f), y = y0;
+    const PagedLoraShrinkParamsOver<W> sp{x.data(), in, v.data(), vs, in, tokens, pool,
+                                          page_elems, segs.data(), ns};
+    const PagedLoraExpandParamsOver<W> ep{v.data(), vs, y.data(), out, out, tokens, pool,
+                                          page_elems, segs.data(), ns};
+    EXPECT_TRUE(validate_lora_shrink_paged(sp).ok());
+    EXPECT_TRUE(validate_lora_expand_paged(ep).ok());
+    for (const auto& [b, e] : {std::pair<int64_t, int64_t>{0, 9}, {9, tokens}}) {
+      lora_shrink_paged_cpu(sp, static_cast<int>(isa), b, e);
+      lora_expand_paged_cpu(ep, static_cast<int>(isa), b, e);
+    }
+    return y;
+  };
+  for (const CpuIsa isa : runnable_cpu_isas()) {
+    SCOPED_TRACE(cpu_isa_name(isa));
+    const std::vector<float> y32 = run(pool32.data(), isa);
+    const std::vector<float> y16 = run(pool16.data(), isa);
+    for (int64_t t = 0; t < tokens; ++t) {
+      const bool adapted = t >= 2 && t < 20;
+      for (int64_t o = 0; o < out; ++o) {
+        const size_t i = static_cast<size_t>(t * out + o);
+        if (!adapted) {
+          ASSERT_EQ(y16[i], y0[i]) << "token " << t;
+          ASSERT_EQ(y32[i], y0[i]) << "token " << t;
+          continue;
+        }
+        ASSERT_NE(y_ref[i], y0[i]) << "token " << t << " col " << o;  // the adapter did add
+        ASSERT_NEAR(y32[i], y_ref[i], 1e-5 * (1 + std::fabs(y_ref[i]))) << "token " << t << " col " << o;
+        ASSERT_NEAR(y16[i], y_ref[i], 1e-5 * (1 + std::fabs(y_ref[i]))) << "token " << t << " col " << o;
       }
     }
   }

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "checkpoint/model_weights.h"
+#include "checkpoint/safetensors.h"
 #include "checkpoint/synth.h"
 #include "engine/engine.h"
 #include "kernels/gemm/gemm_bf16.h"
@@ -203,6 +204,68 @@ TEST_F(CpuBf16BackendTest, MixedBatchMatchesEachRequestAlone) {
     ASSERT_TRUE(generate(*alone_engine, {r}, &alone).ok());
     EXPECT_EQ(batched[i].tokens, alone[0].tokens) << "request " << i;
   }
+}
+
+// An adapter whose weights are all bf16 values (a bf16 file) is held as a
+// bf16 image, half the bytes; one that is not (an f32 file) keeps f32, so
+// the f32-activation kernels still agree with the f32 oracle to f32
+// rounding, with both kinds of image in the same steps.
+TEST_F(CpuBf16BackendTest, AdapterImagesAreBf16OnlyWhereThatIsExact) {
+  const std::string src = dir_ + "/attn/adapters/adapter-001";
+  const std::string f32_dir = dir_ + "/adapter-001-f32";
+  fs::create_directories(f32_dir);
+  fs::copy_file(src + "/adapter_config.json", f32_dir + "/adapter_config.json",
+                fs::copy_options::overwrite_existing);
+  {
+    auto file = SafetensorsFile::open(src + "/adapter_model.safetensors");
+    ASSERT_TRUE(file.ok()) << file.status();
+    std::vector<TensorToWrite> out;
+    for (const auto& [name, t] : (*file)->tensors()) {
+      ASSERT_EQ(t.dtype, DType::kBF16) << name;
+      size_t n = 1;
+      for (int64_t d : t.shape) n *= static_cast<size_t>(d);
+      std::vector<float> v(n);
+      convert_to_f32(t.dtype, t.data, v.data(), n);
+      // Off the bf16 grid (8 significant bits) by up to a few tenths of its
+      // spacing, element by element: a bf16 image would round this away.
+      for (size_t i = 0; i < n; ++i) v[i] *= 1.0f + static_cast<float>((i * 2654435761u) % 1001) * 3e-6f;
+      out.push_back(TensorToWrite{name, DType::kF32, t.shape,
+                                  std::string(reinterpret_cast<const char*>(v.data()), n * 4)});
+    }
+    ASSERT_TRUE(write_safetensors(f32_dir + "/adapter_model.safetensors", out).ok());
+  }
+  auto bf16_adapter = LoraAdapter::load_dir(src, weights_->config());
+  auto f32_adapter = LoraAdapter::load_dir(f32_dir, weights_->config());
+  ASSERT_TRUE(bf16_adapter.ok()) << bf16_adapter.status();
+  ASSERT_TRUE(f32_adapter.ok()) << f32_adapter.status();
+
+  auto oracle = Engine::create(weights_, create_cpu_backend(), EngineOptions{});
+  ASSERT_TRUE(oracle.ok()) << oracle.status();
+  auto fast = make("scalar", 2, "f32");  // f32 activations: exact bf16 weights, f32 sums
+  ASSERT_NE(fast, nullptr);
+  EXPECT_EQ(fast->adapter_image_dtype(**bf16_adapter), DType::kBF16);
+  EXPECT_EQ(fast->adapter_image_dtype(**f32_adapter), DType::kF32);
+  EXPECT_EQ(2 * fast->adapter_image_bytes(**bf16_adapter), fast->adapter_image_bytes(**f32_adapter));
+  EXPECT_EQ((*oracle)->adapter_image_dtype(**bf16_adapter), DType::kF32);
+
+  std::vector<GenerationRequest> reqs;
+  testing_util::add_request(&reqs, "bf16", {1, 17, 300, 42, 9}, 10, 0, 0);
+  testing_util::add_request(&reqs, "f32", {1, 17, 300, 42, 9}, 10, 0, 0);
+  testing_util::add_request(&reqs, "", {5, 6, 7, 8}, 10, 0, 0);
+  testing_util::add_request(&reqs, "f32", {900, 3, 77}, 8, 2, 0);
+  std::vector<GenerationResult> got[2];
+  Engine* engines[2] = {oracle->get(), fast.get()};
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(engines[i]->register_adapter("bf16", **bf16_adapter).ok());
+    ASSERT_TRUE(engines[i]->register_adapter("f32", **f32_adapter).ok());
+    ASSERT_TRUE(generate(*engines[i], reqs, &got[i]).ok());
+  }
+  size_t same = 0, total = 0;
+  for (const auto& r : got[0]) total += r.tokens.size();
+  EXPECT_LT(max_rel_diff(got[1], got[0], &same), 1e-4);
+  EXPECT_EQ(same, total);
+  // The f32 copy is a different adapter: its logits are not the bf16 one's.
+  EXPECT_NE(got[0][0].logits[0], got[0][1].logits[0]);
 }
 
 TEST_F(CpuBf16BackendTest, RefusesToMapWeightsItDoesNotShare) {
