@@ -29,7 +29,7 @@ constexpr int kMadvPopulateWrite = 23;  // <linux/mman.h>; glibc < 2.35 does not
 
 Status CpuBackend::init(const BackendModelInfo& info, const PoolGeometry& pool) {
   LS_RETURN_IF_ERROR(validate_backend_geometry(info, pool, dtype_size(kv_dtype()), "cpu backend"));
-  // Adapter images are f32 across the pages, whatever the KV cache holds.
+  // Adapter images may be f32 across the pages (adapter_dtype), whatever the KV cache holds.
   if (pool.page_bytes % static_cast<int64_t>(sizeof(float)) != 0) {
     return invalid_argument("cpu backend: pool pages must hold whole f32 values");
   }
