@@ -26,6 +26,12 @@ using gputest::rounded;
 constexpr int64_t kHidden = 256, kNq = 4, kNkv = 2, kHd = 64, kLayers = 2, kVocab = 300;
 constexpr int32_t kPageTokens = 4, kNumPages = 96;
 
+// `segs` with the element type of the images this test writes for `b`.
+std::vector<LoraSegmentRef> as_read_by(const Backend& b, std::vector<LoraSegmentRef> segs) {
+  for (LoraSegmentRef& s : segs) s.dtype = b.adapter_dtype(/*exact_in_bf16=*/false);
+  return segs;
+}
+
 std::vector<float> download(const Tensor& t) {
   std::vector<float> out(static_cast<size_t>(t.rows * t.cols));
   if (t.dtype == DType::kF32) {
@@ -184,8 +190,9 @@ TEST(CudaBackendOps, EachOpMatchesCpuBackend) {
     s->rows = alloc(3, kHidden);
     s->logits = alloc(3, kVocab);
     // The adapter image in the backend's dtype, written through write_pages.
-    std::vector<char> bytes(static_cast<size_t>(image_elems) * dtype_size(b.activation_dtype()));
-    convert_from_f32(b.activation_dtype(), image.data(), bytes.data(), image.size());
+    const DType image_dtype = b.adapter_dtype(/*exact_in_bf16=*/false);
+    std::vector<char> bytes(static_cast<size_t>(image_elems) * dtype_size(image_dtype));
+    convert_from_f32(image_dtype, image.data(), bytes.data(), image.size());
     ASSERT_TRUE(b.write_pages(adapter_pages, bytes.data(), bytes.size()).ok());
   }
 
@@ -215,7 +222,7 @@ TEST(CudaBackendOps, EachOpMatchesCpuBackend) {
   compare("add_rmsnorm out", &Side::x, T, 3e-2f);
   both([&](Side& s) { return s.b->linear(s.x, s.wq, s.q); });
   compare("linear q", &Side::q, T, 3e-2f);
-  both([&](Side& s) { return s.b->lora(s.x, s.q, segs, s.scratch); });
+  both([&](Side& s) { return s.b->lora(s.x, s.q, as_read_by(*s.b, segs), s.scratch); });
   compare("linear q + lora", &Side::q, T, 3e-2f);
   both([&](Side& s) { return s.b->linear(s.x, s.wk, s.k); });
   both([&](Side& s) { return s.b->linear(s.x, s.wv, s.v); });
@@ -260,7 +267,8 @@ TEST(CudaBackendOps, EachOpMatchesCpuBackend) {
   std::vector<LoraSegmentRef> segs2(1);
   segs2[0] = LoraSegmentRef{1, 3, r1, 1.0f, adapter_pages.data(), image_pages, a1, bt1};
   both([&](Side& s) {
-    return s.b->lora(s.normed.first_rows(T2), s.q.first_rows(T2), segs2, s.scratch.first_rows(T2));
+    return s.b->lora(s.normed.first_rows(T2), s.q.first_rows(T2), as_read_by(*s.b, segs2),
+                     s.scratch.first_rows(T2));
   });
   compare("decode q + lora", &Side::q, T2, 3e-2f);
   both([&](Side& s) { return s.b->rope(s.q.first_rows(T2), s.k.first_rows(T2)); });
@@ -378,8 +386,9 @@ TEST(CudaBackendOps, QwenOpsMatchCpuBackend) {
     s->attn = alloc(T, qdim);
     s->o = alloc(T, hidden);
     s->scratch = alloc(T, 32);
-    std::vector<char> bytes(static_cast<size_t>(image_elems) * dtype_size(b.activation_dtype()));
-    convert_from_f32(b.activation_dtype(), image.data(), bytes.data(), image.size());
+    const DType image_dtype = b.adapter_dtype(/*exact_in_bf16=*/false);
+    std::vector<char> bytes(static_cast<size_t>(image_elems) * dtype_size(image_dtype));
+    convert_from_f32(image_dtype, image.data(), bytes.data(), image.size());
     ASSERT_TRUE(b.write_pages(adapter_pages, bytes.data(), bytes.size()).ok());
   }
   const std::vector<LoraSegmentRef> segs_q = {
@@ -403,9 +412,10 @@ TEST(CudaBackendOps, QwenOpsMatchCpuBackend) {
     compare("linear_bias q", &Q::q, n, 3e-2f);
     both([&](Q& s) {
       return s.b->lora(s.x.first_rows(n), s.q.first_rows(n),
-                       n == T ? segs_q
-                              : std::vector<LoraSegmentRef>{LoraSegmentRef{
-                                    1, 3, rq, 2.0f, adapter_pages.data(), image_pages, aq, btq}},
+                       as_read_by(*s.b, n == T ? segs_q
+                                               : std::vector<LoraSegmentRef>{LoraSegmentRef{
+                                                     1, 3, rq, 2.0f, adapter_pages.data(),
+                                                     image_pages, aq, btq}}),
                        s.scratch.first_rows(n));
     });
     compare("linear_bias q + lora", &Q::q, n, 3e-2f);
@@ -425,7 +435,7 @@ TEST(CudaBackendOps, QwenOpsMatchCpuBackend) {
     compare(n == T ? "attention (prefill)" : "attention (decode)", &Q::attn, n, 3e-2f);
     both([&](Q& s) { return s.b->linear(s.attn.first_rows(n), s.wo, s.o.first_rows(n)); });
     if (n == T) {
-      both([&](Q& s) { return s.b->lora(s.attn, s.o, segs_o, s.scratch); });
+      both([&](Q& s) { return s.b->lora(s.attn, s.o, as_read_by(*s.b, segs_o), s.scratch); });
     }
     compare("o projection (in q_dim) + lora", &Q::o, n, 3e-2f);
   };
