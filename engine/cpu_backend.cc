@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -44,8 +45,19 @@ Status CpuBackend::init(const BackendModelInfo& info, const PoolGeometry& pool) 
   // a B=16 step on the 1.1B model; 0.2% faulted in first, docs/benchmarks.md),
   // and a pool larger than the machine can hold fails at start, not
   // mid-stream. MADV_POPULATE_WRITE (Linux 5.14) does it in the kernel
-  // (2.3 GB in 0.11 s here, a memset 0.56 s); older kernels get the memset.
-  if (madvise(pool_, round_up(bytes, 64), kMadvPopulateWrite) != 0) std::memset(pool_, 0, bytes);
+  // (2.3 GB in 0.11 s here, a memset 0.56 s); older kernels (EINVAL, as for
+  // a pool under 2 MiB, not page-aligned) get the memset.
+  if (madvise(pool_, round_up(bytes, 64), kMadvPopulateWrite) != 0) {
+    const int err = errno;
+    if (err != EINVAL) {
+      std::free(pool_);
+      pool_ = nullptr;
+      return resource_exhausted("cpu backend: cannot hold a " + std::to_string(bytes >> 20) +
+                                " MiB page pool (" + std::strerror(err) +
+                                "); lower --pool-mb or --pool-fraction");
+    }
+    std::memset(pool_, 0, bytes);
+  }
   return ok_status();
 }
 
