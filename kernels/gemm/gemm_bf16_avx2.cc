@@ -79,55 +79,45 @@ struct FmaTile {
 
 void gemm_bf16_avx2(const GemmBf16Params& p) { gemm_bf16_blocked<FmaTile>(p); }
 
-float dot_f32_avx2(const float* a, const float* b, int64_t n) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-  }
-  float s = hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-void axpy_f32_avx2(float alpha, const float* x, float* y, int64_t n) {
-  const __m256 a = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += alpha * x[i];
-}
-
 namespace {
-inline float widen1(uint16_t w) {
-  const uint32_t bits = static_cast<uint32_t>(w) << 16;
+// 8 values of an f32 or bf16 vector as f32 (bf16 widened exactly), and one.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) { return widen(p); }
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) {
+  const uint32_t bits = static_cast<uint32_t>(*p) << 16;
   float f;
   __builtin_memcpy(&f, &bits, sizeof f);
   return f;
 }
-}  // namespace
 
-float dot_f32_avx2(const float* a, const uint16_t* b, int64_t n) {
+template <typename T>
+float dot_t(const float* a, const T* b, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), widen(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), widen(b + i + 8), acc1);
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8(b + i + 8), acc1);
   }
   float s = hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < n; ++i) s += a[i] * widen1(b[i]);
+  for (; i < n; ++i) s += a[i] * load1(b + i);
   return s;
 }
 
-void axpy_f32_avx2(float alpha, const uint16_t* x, float* y, int64_t n) {
+template <typename T>
+void axpy_t(float alpha, const T* x, float* y, int64_t n) {
   const __m256 a = _mm256_set1_ps(alpha);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, widen(x + i), _mm256_loadu_ps(y + i)));
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, load8(x + i), _mm256_loadu_ps(y + i)));
   }
-  for (; i < n; ++i) y[i] += alpha * widen1(x[i]);
+  for (; i < n; ++i) y[i] += alpha * load1(x + i);
 }
+}  // namespace
+
+float dot_f32_avx2(const float* a, const float* b, int64_t n) { return dot_t(a, b, n); }
+float dot_f32_avx2(const float* a, const uint16_t* b, int64_t n) { return dot_t(a, b, n); }
+void axpy_f32_avx2(float alpha, const float* x, float* y, int64_t n) { axpy_t(alpha, x, y, n); }
+void axpy_f32_avx2(float alpha, const uint16_t* x, float* y, int64_t n) { axpy_t(alpha, x, y, n); }
 
 }  // namespace loraserve::kernels::detail

@@ -108,6 +108,13 @@ inline __m512 widen_masked(const uint16_t* w, __mmask16 mask) {
       _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, w)), 16));
 }
 
+// 16 values of an f32 or bf16 vector (a K/V row, a LoRA image) as f32: f32
+// loads as it is, bf16 is widened exactly; `m` masks a row's tail.
+inline __m512 load16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16(__mmask16 m, const uint16_t* p) { return widen_masked(p, m); }
+template <typename T>
+inline __m512 load16(const T* p) { return load16(static_cast<__mmask16>(0xffff), p); }
+
 template <int MR, int NR>
 void tile_fma(const GemmBf16Params& p, int64_t m0, int64_t n0, int64_t k0, int64_t kc,
               bool accumulate) {
@@ -169,65 +176,43 @@ void f32_to_bf16_avx512bf16(const float* src, uint16_t* dst, int64_t n) {
   }
 }
 
-float dot_f32_avx512(const float* a, const float* b, int64_t n) {
+namespace {
+template <typename T>
+float dot_t(const float* a, const T* b, int64_t n) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), load16(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), load16(b + i + 16), acc1);
   }
   for (; i < n; i += 16) {
     const int64_t left = n - i;
     const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xffff)
                                       : static_cast<__mmask16>((1u << left) - 1);
-    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), _mm512_maskz_loadu_ps(mask, b + i), acc0);
+    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), load16(mask, b + i), acc0);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n) {
+template <typename T>
+void axpy_t(float alpha, const T* x, float* y, int64_t n) {
   const __m512 a = _mm512_set1_ps(alpha);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, load16(x + i), _mm512_loadu_ps(y + i)));
   }
   if (i < n) {
     const __mmask16 mask = static_cast<__mmask16>((1u << (n - i)) - 1);
     _mm512_mask_storeu_ps(y + i, mask,
-                          _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(mask, x + i),
-                                          _mm512_maskz_loadu_ps(mask, y + i)));
+                          _mm512_fmadd_ps(a, load16(mask, x + i), _mm512_maskz_loadu_ps(mask, y + i)));
   }
 }
+}  // namespace
 
-float dot_f32_avx512(const float* a, const uint16_t* b, int64_t n) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), widen(b + i), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), widen(b + i + 16), acc1);
-  }
-  for (; i < n; i += 16) {
-    const int64_t left = n - i;
-    const __mmask16 mask = left >= 16 ? static_cast<__mmask16>(0xffff)
-                                      : static_cast<__mmask16>((1u << left) - 1);
-    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), widen_masked(b + i, mask), acc0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-void axpy_f32_avx512(float alpha, const uint16_t* x, float* y, int64_t n) {
-  const __m512 a = _mm512_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, widen(x + i), _mm512_loadu_ps(y + i)));
-  }
-  if (i < n) {
-    const __mmask16 mask = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(y + i, mask,
-                          _mm512_fmadd_ps(a, widen_masked(x + i, mask),
-                                          _mm512_maskz_loadu_ps(mask, y + i)));
-  }
-}
+float dot_f32_avx512(const float* a, const float* b, int64_t n) { return dot_t(a, b, n); }
+float dot_f32_avx512(const float* a, const uint16_t* b, int64_t n) { return dot_t(a, b, n); }
+void axpy_f32_avx512(float alpha, const float* x, float* y, int64_t n) { axpy_t(alpha, x, y, n); }
+void axpy_f32_avx512(float alpha, const uint16_t* x, float* y, int64_t n) { axpy_t(alpha, x, y, n); }
 
 namespace {
 
@@ -348,16 +333,6 @@ float softmax_exp_avx512(float* s, int64_t n) {
 }
 
 namespace {
-// 16 values of a K/V row as f32: f32 rows load as they are, bf16 rows are
-// widened exactly (a shift into the high half); `m` masks a row's tail.
-inline __m512 load16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load16(__mmask16 m, const uint16_t* p) {
-  return _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
-template <typename T>
-inline __m512 load16(const T* p) { return load16(static_cast<__mmask16>(0xffff), p); }
-
 // GQA, head_dim 64: the H query heads (1..4) that share one KV head read
 // each K/V row once. Four heads' sums are reduced together (reduce4).
 template <int H, typename T>

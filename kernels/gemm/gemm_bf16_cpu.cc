@@ -132,20 +132,40 @@ void f32_to_bf16_rows(const float* src, uint16_t* dst, int64_t n, CpuIsa isa) {
   for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
 }
 
-float dot_f32(const float* a, const float* b, int64_t n, CpuIsa isa) {
+namespace {
+inline float value(float v) { return v; }
+inline float value(uint16_t v) { return bf16_to_f32(v); }
+
+template <typename T>
+float dot_t(const float* a, const T* b, int64_t n, CpuIsa isa) {
   if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) return detail::dot_f32_avx512(a, b, n);
   if (isa == CpuIsa::kAvx2) return detail::dot_f32_avx2(a, b, n);
   float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  for (int64_t i = 0; i < n; ++i) s += a[i] * value(b[i]);
   return s;
 }
 
-float dot_f32(const float* a, const uint16_t* b, int64_t n, CpuIsa isa) {
-  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) return detail::dot_f32_avx512(a, b, n);
-  if (isa == CpuIsa::kAvx2) return detail::dot_f32_avx2(a, b, n);
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * bf16_to_f32(b[i]);
-  return s;
+template <typename T>
+void axpy_t(float alpha, const T* x, float* y, int64_t n, CpuIsa isa) {
+  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
+    detail::axpy_f32_avx512(alpha, x, y, n);
+    return;
+  }
+  if (isa == CpuIsa::kAvx2) {
+    detail::axpy_f32_avx2(alpha, x, y, n);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * value(x[i]);
+}
+}  // namespace
+
+float dot_f32(const float* a, const float* b, int64_t n, CpuIsa isa) { return dot_t(a, b, n, isa); }
+float dot_f32(const float* a, const uint16_t* b, int64_t n, CpuIsa isa) { return dot_t(a, b, n, isa); }
+void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa) {
+  axpy_t(alpha, x, y, n, isa);
+}
+void axpy_f32(float alpha, const uint16_t* x, float* y, int64_t n, CpuIsa isa) {
+  axpy_t(alpha, x, y, n, isa);
 }
 
 RowSoftmaxStats row_softmax_stats(const float* x, int64_t n, CpuIsa isa) {
@@ -307,30 +327,6 @@ void weighted_rows_sum_heads(const float* w, int heads, const float* const* rows
 void weighted_rows_sum_heads(const float* w, int heads, const uint16_t* const* rows,
                              int64_t offset, int64_t n, int64_t d, float* out, CpuIsa isa) {
   weighted_rows_sum_heads_t(w, heads, rows, offset, n, d, out, isa);
-}
-
-void axpy_f32(float alpha, const float* x, float* y, int64_t n, CpuIsa isa) {
-  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
-    detail::axpy_f32_avx512(alpha, x, y, n);
-    return;
-  }
-  if (isa == CpuIsa::kAvx2) {
-    detail::axpy_f32_avx2(alpha, x, y, n);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
-void axpy_f32(float alpha, const uint16_t* x, float* y, int64_t n, CpuIsa isa) {
-  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAvx512) {
-    detail::axpy_f32_avx512(alpha, x, y, n);
-    return;
-  }
-  if (isa == CpuIsa::kAvx2) {
-    detail::axpy_f32_avx2(alpha, x, y, n);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * bf16_to_f32(x[i]);
 }
 
 }  // namespace loraserve::kernels
