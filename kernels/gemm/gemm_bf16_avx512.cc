@@ -335,6 +335,11 @@ float softmax_exp_avx512(float* s, int64_t n) {
 namespace {
 // GQA, head_dim 64: the H query heads (1..4) that share one KV head read
 // each K/V row once. Four heads' sums are reduced together (reduce4).
+// Each row loop prefetches the row kRowsAhead ahead: a paged cache's rows are
+// scattered, and one KV head's slice is 128 B in every 1 KiB row, which the
+// hardware prefetcher does not follow (decode attention of 16 sequences of
+// 512 tokens, 16 layers: 27-29 ms a step without, 19-20 with).
+constexpr int64_t kRowsAhead = 8;
 template <int H, typename T>
 void dot_rows_heads_d64(const float* q, const T* const* rows, int64_t offset, int64_t n,
                         float scale, float* out) {
@@ -344,6 +349,11 @@ void dot_rows_heads_d64(const float* q, const T* const* rows, int64_t offset, in
   const __m512 z = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; ++j) {
     const T* k = rows[j] + offset;
+    if (j + kRowsAhead < n) {
+      const char* f = reinterpret_cast<const char*>(rows[j + kRowsAhead] + offset);
+      _mm_prefetch(f, _MM_HINT_T0);
+      _mm_prefetch(f + 64 * sizeof(T) - 1, _MM_HINT_T0);
+    }
     const __m512 k0 = load16(k), k1 = load16(k + 16), k2 = load16(k + 32), k3 = load16(k + 48);
     __m512 acc[4] = {z, z, z, z};
     for (int h = 0; h < H; ++h) {
@@ -367,6 +377,11 @@ void weighted_rows_sum_heads_d64(const float* w, const T* const* rows, int64_t o
     for (int c = 0; c < 4; ++c) acc[h][c] = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; ++j) {
     const T* v = rows[j] + offset;
+    if (j + kRowsAhead < n) {
+      const char* f = reinterpret_cast<const char*>(rows[j + kRowsAhead] + offset);
+      _mm_prefetch(f, _MM_HINT_T0);
+      _mm_prefetch(f + 64 * sizeof(T) - 1, _MM_HINT_T0);
+    }
     const __m512 v0 = load16(v), v1 = load16(v + 16), v2 = load16(v + 32), v3 = load16(v + 48);
     for (int h = 0; h < H; ++h) {
       const __m512 wj = _mm512_set1_ps(w[h * n + j]);
