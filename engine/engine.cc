@@ -156,6 +156,15 @@ Status Engine::allocate_activations() {
   return ok_status();
 }
 
+DType Engine::adapter_image_dtype(const LoraAdapter& adapter) const {
+  // Every weight is looked at only where the answer can change the dtype
+  // (cpu-bf16); cuda and cpu hold one dtype whatever the file.
+  const DType if_exact = backend_->adapter_dtype(/*exact_in_bf16=*/true);
+  const DType otherwise = backend_->adapter_dtype(/*exact_in_bf16=*/false);
+  if (if_exact == otherwise || !adapter_exact_in_bf16(adapter)) return otherwise;
+  return if_exact;
+}
+
 Status Engine::register_adapter(const std::string& id, const LoraAdapter& adapter) {
   if (id.empty()) return invalid_argument("adapter id must not be empty");
   if (adapter.max_rank() > options_.max_lora_rank) {

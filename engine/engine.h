@@ -26,7 +26,6 @@
 #include "checkpoint/model_config.h"
 #include "checkpoint/model_weights.h"
 #include "common/status.h"
-#include "engine/adapter_image.h"
 #include "engine/backend.h"
 #include "engine/step_plan.h"
 #include "memory/adapter_cache.h"
@@ -102,9 +101,7 @@ class Engine {
                                 dtype_size(adapter_image_dtype(adapter)));
   }
   // The element type of the adapter's image on this engine's backend.
-  DType adapter_image_dtype(const LoraAdapter& adapter) const {
-    return backend_->adapter_dtype(adapter_exact_in_bf16(adapter));
-  }
+  DType adapter_image_dtype(const LoraAdapter& adapter) const;
   // Whether the adapter is in the page pool now.
   bool adapter_resident(const std::string& id) const {
     return cache_->residency(id) != Residency::kMissing;
