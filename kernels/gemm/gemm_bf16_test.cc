@@ -102,7 +102,7 @@ TEST(GemmBf16, PanelsMatchADoubleLoop) {
   if (detect_cpu_isa() != CpuIsa::kAvx512Bf16) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
   // Row tiles of 8 and their remainders (1..7), panel groups of 3 and their
   // remainders, a last panel of 2..15 columns, k of one pair, k past one
-  // 1024 block (blocked only above 8 rows), m past a 128-row chunk.
+  // 256 block (blocked only above 8 rows), m past a 128-row chunk.
   const Case cases[] = {{1, 1, 2, 2, 1},        {1, 50, 34, 34, 50},     {3, 16, 64, 70, 20},
                         {8, 48, 2, 2, 48},       {9, 100, 2050, 2050, 104}, {16, 40, 256, 256, 40},
                         {17, 64, 1026, 1026, 64}, {37, 33, 98, 100, 40},  {130, 50, 70, 72, 50}};
