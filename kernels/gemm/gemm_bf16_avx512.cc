@@ -338,10 +338,13 @@ namespace {
 // Each row loop prefetches the row kRowsAhead ahead: a paged cache's rows are
 // scattered, and one KV head's slice is 128 B in every 1 KiB row, which the
 // hardware prefetcher does not follow (decode attention of 16 sequences of
-// 512 tokens, 16 layers: 27-29 ms a step without, 19-20 with).
+// 512 tokens, 16 layers: 27-29 ms a step without, 19-20 with 8 rows ahead;
+// 16 ahead took 512 tokens 15.7-15.8 -> 13.4 ms, 2048 64-66 -> 53-54 ms in
+// attention_bench, and 32 no better: a row takes ~50 cycles, so 8 rows ahead
+// was less than the memory's latency).
 // (The two loops spell the prefetch out: the same lines as a shared inline
 // helper compiled to a schedule that measured 1.4-1.6x slower here.)
-constexpr int64_t kRowsAhead = 8;
+constexpr int64_t kRowsAhead = 16;
 template <int H, typename T>
 void dot_rows_heads_d64(const float* q, const T* const* rows, int64_t offset, int64_t n,
                         float scale, float* out) {
