@@ -274,10 +274,10 @@ class CpuBf16Backend final : public CpuBackend {
     LS_RETURN_IF_ERROR(kernels::validate_lora_shrink_paged(sp));
     LS_RETURN_IF_ERROR(kernels::validate_lora_expand_paged(ep));
     const int isa = static_cast<int>(isa_);
+    // A token's expand reads only its own shrink's output, so one pass over
+    // the tokens does both (one parallel_for a call, not two).
     threads_.parallel_for(x.rows, 1, [&](int64_t b, int64_t e) {
       kernels::lora_shrink_paged_cpu(sp, isa, b, e);
-    });
-    threads_.parallel_for(y.rows, 1, [&](int64_t b, int64_t e) {
       kernels::lora_expand_paged_cpu(ep, isa, b, e);
     });
     return ok_status();
