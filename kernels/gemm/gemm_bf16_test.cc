@@ -2,7 +2,9 @@
 // over the same bf16 weights (and, for avx512bf16, the same bf16-rounded x).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <limits>
 #include <random>
 #include <vector>
@@ -232,6 +234,56 @@ TEST(CpuVectorOps, DotAndAxpyMatchScalar) {
       axpy_f32(0.5f, a.data(), y.data(), n, isa);
       for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(y[i], b[i] + 0.5f * a[i]) << cpu_isa_name(isa);
     }
+  }
+}
+
+
+// GQA scores, d = 64: out[h * n + j] = scale * dot(q + 64 h, rows[j] + offset)
+// for 1..4 heads, against a double sum; lengths around the 4-head kernel's
+// blocks of 4 rows (and tails), over f32 and bf16 rows.
+template <typename T>
+void check_dot_rows_heads(CpuIsa isa) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  const int64_t row_len = 200, offset = 70;  // a head's slice inside a longer row
+  for (int heads = 1; heads <= 4; ++heads) {
+    for (int64_t n : {1, 3, 4, 5, 8, 9, 15, 16, 17, 31, 33, 40}) {
+      SCOPED_TRACE(std::string(cpu_isa_name(isa)) + (sizeof(T) == 2 ? " bf16" : " f32") +
+                   " heads=" + std::to_string(heads) + " n=" + std::to_string(n));
+      std::vector<float> q(static_cast<size_t>(heads * 64));
+      for (auto& v : q) v = d(rng);
+      std::vector<std::vector<T>> store(static_cast<size_t>(n), std::vector<T>(row_len));
+      std::vector<const T*> rows;
+      for (auto& r : store) {
+        for (auto& v : r) {
+          if constexpr (sizeof(T) == 2) v = f32_to_bf16(d(rng)); else v = d(rng);
+        }
+        rows.push_back(r.data());
+      }
+      std::shuffle(rows.begin(), rows.end(), rng);  // scattered, as paged rows are
+      const float scale = 0.125f;
+      std::vector<float> out(static_cast<size_t>(heads * n), NAN);
+      dot_rows_heads(q.data(), heads, rows.data(), offset, n, 64, scale, out.data(), isa);
+      for (int h = 0; h < heads; ++h) {
+        for (int64_t j = 0; j < n; ++j) {
+          double want = 0, mag = 0;
+          for (int64_t i = 0; i < 64; ++i) {
+            double kv;
+            if constexpr (sizeof(T) == 2) kv = bf16_to_f32(rows[j][offset + i]); else kv = rows[j][offset + i];
+            want += double(q[h * 64 + i]) * kv;
+            mag += std::fabs(double(q[h * 64 + i]) * kv);
+          }
+          ASSERT_NEAR(out[h * n + j], scale * want, 1e-5 * scale * mag + 1e-30) << "h " << h << " j " << j;
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuVectorOps, DotRowsHeadsMatchesADoubleSum) {
+  for (CpuIsa isa : runnable_cpu_isas()) {
+    check_dot_rows_heads<float>(isa);
+    check_dot_rows_heads<uint16_t>(isa);
   }
 }
 
