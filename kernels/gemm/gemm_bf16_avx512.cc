@@ -376,7 +376,7 @@ void dot_rows_heads_d64(const float* q, const T* const* rows, int64_t offset, in
     for (int c = 0; c < 4; ++c) qv[h][c] = _mm512_loadu_ps(q + h * 64 + c * 16);
   const __m512 z = _mm512_setzero_ps();
   int64_t j = 0;
-  if (H == 4) {
+  if constexpr (H == 4) {
     // Four rows at a time: their 16 (row, head) sums reduced together and
     // stored as four 4-row runs, one per head.
     const __m512 sv = _mm512_set1_ps(scale);

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <string>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/dtype.h"
@@ -237,10 +237,18 @@ TEST(CpuVectorOps, DotAndAxpyMatchScalar) {
   }
 }
 
-
 // GQA scores, d = 64: out[h * n + j] = scale * dot(q + 64 h, rows[j] + offset)
 // for 1..4 heads, against a double sum; lengths around the 4-head kernel's
 // blocks of 4 rows (and tails), over f32 and bf16 rows.
+template <typename T>
+double widened(T v) {
+  if constexpr (sizeof(T) == 2) {
+    return bf16_to_f32(v);
+  } else {
+    return v;
+  }
+}
+
 template <typename T>
 void check_dot_rows_heads(CpuIsa isa) {
   std::mt19937 rng(11);
@@ -256,7 +264,11 @@ void check_dot_rows_heads(CpuIsa isa) {
       std::vector<const T*> rows;
       for (auto& r : store) {
         for (auto& v : r) {
-          if constexpr (sizeof(T) == 2) v = f32_to_bf16(d(rng)); else v = d(rng);
+          if constexpr (sizeof(T) == 2) {
+            v = f32_to_bf16(d(rng));
+          } else {
+            v = d(rng);
+          }
         }
         rows.push_back(r.data());
       }
@@ -268,12 +280,12 @@ void check_dot_rows_heads(CpuIsa isa) {
         for (int64_t j = 0; j < n; ++j) {
           double want = 0, mag = 0;
           for (int64_t i = 0; i < 64; ++i) {
-            double kv;
-            if constexpr (sizeof(T) == 2) kv = bf16_to_f32(rows[j][offset + i]); else kv = rows[j][offset + i];
+            const double kv = widened(rows[j][offset + i]);
             want += double(q[h * 64 + i]) * kv;
             mag += std::fabs(double(q[h * 64 + i]) * kv);
           }
-          ASSERT_NEAR(out[h * n + j], scale * want, 1e-5 * scale * mag + 1e-30) << "h " << h << " j " << j;
+          ASSERT_NEAR(out[h * n + j], scale * want, 1e-5 * scale * mag + 1e-30)
+              << "h " << h << " j " << j;
         }
       }
     }

@@ -1,11 +1,11 @@
 // attention_bench: the cpu-bf16 backend's decode attention alone
 // (kernels/attention/attention_cpu.cc) over a bf16 paged KV cache shaped like
 // Llama-3.2-1B's (32 query heads, 8 KV heads of 64 or `--kv-heads`, 16-token
-// pages of 16 layers): `--seqs` sequences, one new token each, at each `--context`,
-// their pages shuffled through a pool on huge pages (as the backend holds
-// it). Prints the median time of a step's attention (every layer) and the
-// KV bytes it read per second against the host read bandwidth measured in
-// the same run (the roofline). Not a test; the figures are in
+// pages of 16 layers): `--seqs` sequences, one new token each, at each
+// `--context`, their pages shuffled through a pool on huge pages (as the
+// backend holds it). Prints the median time of a step's attention (every
+// layer) and the KV bytes it read per second against the host read
+// bandwidth measured in the same run (the roofline). Not a test; the figures are in
 // docs/benchmarks.md.
 //   attention_bench [--context 64,512,2048] [--seqs 16] [--threads N] [--reps 20]
 //                   [--kv-heads 8]
@@ -55,8 +55,10 @@ double read_gbps(ThreadPool& threads) {
 }
 
 // Median ms of one step's attention over every layer at `ctx` tokens of context.
-double step_ms(ThreadPool& threads, int seqs, int ctx, int kv_heads, int reps, kernels::CpuIsa isa) {
-  const int64_t kv_dim = static_cast<int64_t>(kv_heads) * kHeadDim, page_stride = 2LL * kPageTokens * kv_dim;
+double step_ms(ThreadPool& threads, int seqs, int ctx, int kv_heads, int reps,
+               kernels::CpuIsa isa) {
+  const int64_t kv_dim = static_cast<int64_t>(kv_heads) * kHeadDim;
+  const int64_t page_stride = 2LL * kPageTokens * kv_dim;
   const int pages_per_seq = (ctx + kPageTokens) / kPageTokens;  // positions 0..ctx
   const int64_t num_pages = static_cast<int64_t>(seqs) * pages_per_seq * kLayers;
   constexpr size_t kHuge = size_t{2} << 20;
@@ -121,7 +123,8 @@ int main(int argc, char** argv) {
   app.add_option("--seqs", seqs, "Sequences (one new token each)")->capture_default_str();
   app.add_option("--threads", threads_n, "Threads (0: one per CPU)")->capture_default_str();
   app.add_option("--reps", reps, "Timed steps per context")->capture_default_str();
-  app.add_option("--kv-heads", kv_heads, "KV heads of 64 for the 32 query heads (8: Llama 3, 32: Llama 2's MHA)")
+  app.add_option("--kv-heads", kv_heads,
+                 "KV heads of 64 for the 32 query heads (8: Llama 3, 32: Llama 2's MHA)")
       ->check(CLI::IsMember({1, 2, 4, 8, 16, 32}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -132,8 +135,10 @@ int main(int argc, char** argv) {
   ThreadPool threads(threads_n);
   const kernels::CpuIsa isa = kernels::detect_cpu_isa();
   const double gbps = read_gbps(threads);
-  std::printf("attention_bench: %s, %d threads, %d sequences, %d query heads on %d KV heads, host read %.1f GB/s\n",
-              kernels::cpu_isa_name(isa), threads.size(), seqs, kQHeads, kv_heads, gbps);
+  std::printf(
+      "attention_bench: %s, %d threads, %d sequences, %d query heads on %d KV heads, "
+      "host read %.1f GB/s\n",
+      kernels::cpu_isa_name(isa), threads.size(), seqs, kQHeads, kv_heads, gbps);
   std::printf("%8s %10s %12s %10s %14s\n", "context", "step ms", "KV MB/step", "KV GB/s", "x roofline");
   for (int ctx : contexts) {
     if (ctx < 1) continue;
@@ -142,7 +147,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "attention_bench: out of memory at context %d\n", ctx);
       return 1;
     }
-    const double kv_bytes = static_cast<double>(seqs) * (ctx + 1) * kLayers * 2 * kv_heads * kHeadDim * 2;
+    const double kv_bytes =
+        static_cast<double>(seqs) * (ctx + 1) * kLayers * 2 * kv_heads * kHeadDim * 2;
     std::printf("%8d %10.2f %12.1f %10.1f %14.2f\n", ctx, ms, kv_bytes / 1e6, kv_bytes / (ms * 1e6),
                 ms / (kv_bytes / (gbps * 1e6)));
   }
